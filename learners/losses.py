@@ -1,0 +1,106 @@
+"""Distillation losses: hard labels, soft labels with temperature, their mix, and features.
+
+All are pure functions on tensors; :class:`DistillationLoss` is the thin configured wrapper the
+learner uses.
+
+Example:
+    >>> import torch
+    >>> student = torch.zeros(2, 19, 4, 4, requires_grad=True)
+    >>> teacher = torch.randn(2, 19, 4, 4)
+    >>> labels = teacher.argmax(1)
+    >>> loss = DistillationLoss(DistillationConfig())(student, labels, teacher)
+    >>> loss.backward(); student.grad.shape
+    torch.Size([2, 19, 4, 4])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+
+
+def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Cross-entropy against the teacher's argmax (or ground truth); ignored pixels skipped.
+
+    Shape:
+        student_logits (B, K, H, W), labels (B, H, W) int64 -> scalar
+    """
+    if (labels != ignore_index).sum() == 0:
+        return student_logits.sum() * 0.0
+    return F.cross_entropy(student_logits, labels, ignore_index=ignore_index)
+
+
+def soft_label_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 2.0,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """KL(teacher || student) of temperature-softened distributions, times T^2 (Hinton et al.).
+
+    Teacher logits at a lower resolution are resized bilinearly to the student's.
+
+    Shape:
+        student_logits (B, K, H, W), teacher_logits (B, K, h, w), valid (B, H, W) bool -> scalar
+    """
+    if teacher_logits.shape[-2:] != student_logits.shape[-2:]:
+        teacher_logits = F.interpolate(teacher_logits, size=student_logits.shape[-2:], mode="bilinear", align_corners=False)
+    log_p_student = F.log_softmax(student_logits / temperature, dim=1)  # (B, K, H, W)
+    p_teacher = F.softmax(teacher_logits / temperature, dim=1)  # (B, K, H, W)
+    kl = (p_teacher * (torch.log(p_teacher.clamp_min(1e-8)) - log_p_student)).sum(1)  # (B, H, W)
+    if valid is not None:
+        count = valid.sum()
+        if count == 0:
+            return student_logits.sum() * 0.0
+        kl = (kl * valid).sum() / count
+    else:
+        kl = kl.mean()
+    return kl * temperature**2
+
+
+def feature_loss(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between channel-normalised feature maps (sizes matched bilinearly).
+
+    Shape:
+        student_features (B, C, H, W), teacher_features (B, C, h, w) -> scalar
+    """
+    if teacher_features.shape[-2:] != student_features.shape[-2:]:
+        teacher_features = F.interpolate(teacher_features, size=student_features.shape[-2:], mode="bilinear", align_corners=False)
+    return F.mse_loss(F.normalize(student_features, dim=1), F.normalize(teacher_features, dim=1))
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    """How hard and soft targets are mixed.
+
+    alpha: weight of the hard-label loss; (1 - alpha) weights the soft-label loss.
+    temperature: softmax temperature of the soft-label loss.
+    """
+
+    alpha: float = 0.5  # 1.0 = hard labels only, 0.0 = soft labels only
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"learner.alpha must be in [0, 1], got {self.alpha}")
+        if self.temperature <= 0:
+            raise ValueError(f"learner.temperature must be > 0, got {self.temperature}")
+
+
+class DistillationLoss:
+    """alpha * hard + (1 - alpha) * soft, the mix every distillation recipe starts from."""
+
+    def __init__(self, config: DistillationConfig):
+        self.config = config
+
+    def __call__(self, student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None) -> torch.Tensor:
+        """Shape: student_logits (B, K, H, W), labels (B, H, W), teacher_logits (B, K, h, w) -> scalar."""
+        alpha = self.config.alpha
+        loss = hard_label_loss(student_logits, labels) * alpha if alpha > 0 else student_logits.sum() * 0.0
+        if alpha < 1.0 and teacher_logits is not None:
+            valid = labels != IGNORE_INDEX  # (B, H, W)
+            loss = loss + (1.0 - alpha) * soft_label_loss(student_logits, teacher_logits, self.config.temperature, valid)
+        return loss

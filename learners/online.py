@@ -1,0 +1,134 @@
+"""The online student learner: predict a frame, learn from teacher-labelled frames with replay.
+
+Example:
+    >>> import numpy as np
+    >>> from perception.nets import SegNet, STUDENT_CONFIG
+    >>> learner = OnlineLearner(OnlineConfig(batch_size=2), SegNet(STUDENT_CONFIG), seed=0)
+    >>> image = np.zeros((32, 64, 3), np.uint8)
+    >>> learner.predict(image).shape
+    (32, 64)
+    >>> sorted(learner.learn(image, np.zeros((32, 64), np.uint8), None, regime=0))
+    ['loss', 'replay_size']
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from learners.losses import DistillationConfig, DistillationLoss
+from learners.replay import ReplayBuffer, ReplayConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    lr: float = 2e-3  # Adam learning rate
+    weight_decay: float = 1e-5
+    steps_per_label: int = 2  # gradient steps for every teacher-labelled frame
+    batch_size: int = 8  # the new frame + replayed frames per step
+    grad_clip: float = 5.0  # max gradient norm (0 = off)
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"learner.lr must be > 0, got {self.lr}")
+        if self.steps_per_label < 1 or self.batch_size < 1:
+            raise ValueError(f"learner.steps_per_label and learner.batch_size must be >= 1, got {self.steps_per_label}, {self.batch_size}")
+
+
+def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 RGB batch to float [0, 1] NCHW.
+
+    Shape:
+        images (B, H, W, 3) uint8 -> (B, 3, H, W) float32
+    """
+    if not images.flags.writeable:  # frames are read-only; torch wants to own writable memory
+        images = images.copy()
+    tensor = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # (B, H, W, 3)
+    return tensor.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
+
+
+class OnlineLearner:
+    """A student network, its optimiser, a distillation loss and a replay buffer."""
+
+    def __init__(
+        self,
+        config: OnlineConfig,
+        model: nn.Module,
+        seed: int,
+        distill: DistillationConfig = DistillationConfig(),
+        replay: ReplayConfig = ReplayConfig(),
+        device: str = "cpu",
+    ):
+        self.config = config
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.loss = DistillationLoss(distill)
+        self.replay = ReplayBuffer(replay, seed=seed)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.steps = 0
+
+    @torch.inference_mode()
+    def predict_logits(self, image: np.ndarray) -> torch.Tensor:
+        """Shape: image (H, W, 3) uint8 -> logits (1, K, H, W)."""
+        self.model.eval()
+        return self.model(to_tensor(image[None], self.device))
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Shape: image (H, W, 3) uint8 -> labels (H, W) uint8."""
+        return self.predict_logits(image)[0].argmax(0).to(torch.uint8).cpu().numpy()
+
+    def learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int) -> dict[str, float]:
+        """Store the labelled frame, then take ``steps_per_label`` steps on it plus replay.
+
+        Shape:
+            image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None
+        """
+        small_logits = None if logits is None else logits.astype(np.float16)
+        self.replay.add(image, labels, small_logits, regime)
+        total = 0.0
+        self.model.train()
+        for _ in range(self.config.steps_per_label):
+            batch = self.replay.sample(self.config.batch_size - 1, current_regime=regime)
+            images = np.stack([image] + [s.image for s in batch])  # (B, H, W, 3)
+            targets = np.stack([labels] + [s.labels for s in batch])  # (B, H, W)
+            use_soft = small_logits is not None and all(s.logits is not None for s in batch)
+            teacher = None
+            if use_soft:
+                teacher = torch.from_numpy(np.stack([small_logits] + [s.logits for s in batch])).to(self.device).float()  # (B, K, h, w)
+            out = self.model(to_tensor(images, self.device))  # (B, K, H, W)
+            loss = self.loss(out, torch.from_numpy(targets).to(self.device).long(), teacher)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+            self.steps += 1
+            total += float(loss.detach())
+        return {"loss": total / self.config.steps_per_label, "replay_size": float(len(self.replay))}
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Weights, optimiser moments and replay as flat tensors (for a safetensors checkpoint)."""
+        out = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        opt = self.optimizer.state_dict()
+        for pid, state in opt["state"].items():
+            for key, value in state.items():
+                out[f"optim.{pid}.{key}"] = torch.as_tensor(value).cpu().contiguous()
+        for key, value in self.replay.state_arrays().items():
+            out[key] = torch.from_numpy(np.ascontiguousarray(value))
+        return out
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(model_state, strict=True)
+        opt = self.optimizer.state_dict()
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, pid, name = key.split(".", 2)
+                opt["state"].setdefault(int(pid), {})[name] = value.clone()
+        self.optimizer.load_state_dict(opt)
+        self.replay.load_state_arrays({k: v.numpy() for k, v in tensors.items() if k.startswith("replay.")})

@@ -1,0 +1,119 @@
+"""A bounded replay buffer that keeps old regimes (domains) alive.
+
+Each stored sample is a teacher-labelled frame. Samples are grouped by *regime*: the learner
+opens a new regime whenever drift is detected, so the buffer never needs the true domain.
+When full, a sample is evicted from the regime that holds the most, so every regime keeps a
+fair share however long the current one lasts.
+
+Example:
+    >>> import numpy as np
+    >>> buf = ReplayBuffer(ReplayConfig(capacity=4), seed=0)
+    >>> for i in range(6):
+    ...     buf.add(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8), None, regime=i // 3)
+    >>> len(buf), sorted(buf.regime_counts().items())
+    (4, [(0, 2), (1, 2)])
+    >>> len(buf.sample(3))
+    3
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    capacity: int = 256  # teacher-labelled frames kept in memory
+    recent_fraction: float = 0.5  # share of a replay batch drawn from the current regime
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1:
+            raise ValueError(f"replay.capacity must be >= 1, got {self.capacity}")
+        if not 0.0 <= self.recent_fraction <= 1.0:
+            raise ValueError(f"replay.recent_fraction must be in [0, 1], got {self.recent_fraction}")
+
+
+@dataclass
+class ReplaySample:
+    image: np.ndarray  # (H, W, 3) uint8
+    labels: np.ndarray  # (H, W) uint8, 255 = ignore
+    logits: np.ndarray | None  # (K, h, w) float16 or None
+    regime: int
+
+
+class ReplayBuffer:
+    """Regime-balanced bounded buffer of labelled frames (see module docstring)."""
+
+    def __init__(self, config: ReplayConfig, seed: int):
+        self.config = config
+        self.rng = np.random.default_rng(seed)
+        self.samples: list[ReplaySample] = []
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def regime_counts(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for sample in self.samples:
+            counts[sample.regime] = counts.get(sample.regime, 0) + 1
+        return counts
+
+    def add(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int) -> None:
+        """Store one labelled frame (copies nothing: arrays are read-only upstream)."""
+        if len(self.samples) >= self.config.capacity:
+            counts = self.regime_counts()
+            largest = max(counts.values())
+            # evict from the fullest regime; on a tie the incoming sample's own regime pays, so
+            # old regimes keep their share
+            tied = [r for r, c in counts.items() if c == largest]
+            victim_regime = int(regime) if int(regime) in tied else min(tied)
+            members = [i for i, s in enumerate(self.samples) if s.regime == victim_regime]
+            self.samples.pop(members[int(self.rng.integers(len(members)))])
+        self.samples.append(ReplaySample(image, labels, logits, int(regime)))
+
+    def sample(self, count: int, current_regime: int | None = None) -> list[ReplaySample]:
+        """Draw ``count`` samples without replacement: ``recent_fraction`` of them from the
+        current regime (if given), the rest uniformly from the whole buffer."""
+        if not self.samples or count <= 0:
+            return []
+        count = min(count, len(self.samples))
+        chosen: list[int] = []
+        if current_regime is not None:
+            recent = [i for i, s in enumerate(self.samples) if s.regime == current_regime]
+            take = min(len(recent), int(round(count * self.config.recent_fraction)))
+            if take:
+                chosen += [recent[i] for i in self.rng.choice(len(recent), size=take, replace=False)]
+        rest = [i for i in range(len(self.samples)) if i not in set(chosen)]
+        need = count - len(chosen)
+        if need > 0 and rest:
+            chosen += [rest[i] for i in self.rng.choice(len(rest), size=min(need, len(rest)), replace=False)]
+        return [self.samples[i] for i in chosen]
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The buffer as plain arrays (for a checkpoint); logits are dropped if any is missing."""
+        if not self.samples:
+            return {}
+        out = {
+            "replay.images": np.stack([s.image for s in self.samples]),  # (N, H, W, 3)
+            "replay.labels": np.stack([s.labels for s in self.samples]),  # (N, H, W)
+            "replay.regimes": np.array([s.regime for s in self.samples], np.int64),  # (N,)
+        }
+        if all(s.logits is not None for s in self.samples):
+            out["replay.logits"] = np.stack([s.logits for s in self.samples])  # (N, K, h, w)
+        return out
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.samples = []
+        if "replay.images" not in arrays:
+            return
+        logits = arrays.get("replay.logits")
+        for i in range(len(arrays["replay.images"])):
+            self.samples.append(
+                ReplaySample(
+                    arrays["replay.images"][i],
+                    arrays["replay.labels"][i],
+                    None if logits is None else logits[i],
+                    int(arrays["replay.regimes"][i]),
+                )
+            )

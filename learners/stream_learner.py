@@ -1,0 +1,253 @@
+"""The learner side of the pipeline: one frame in, prequential prediction, drift, teacher, learning.
+
+:class:`StreamLearner` is a plain class; the in-process runner calls it directly and the Ray
+runner wraps it in an actor. Its semantics, identical in both runners:
+
+1. the student predicts frame ``i`` (before it can learn from it: prequential);
+2. the drift monitor sees the frame's input statistics (no teacher needed);
+3. the scheduler decides whether to ask the teacher; if so the frame is submitted to the
+   teacher client (a local call, or a Ray actor working in parallel);
+4. teacher answers are applied in frame order, ``teacher_latency`` frames after they were
+   asked for (a real teacher is never instant): the disagreement is measured, fed to the
+   scheduler and the disagreement detector, and the student learns;
+5. every frame is *finalised* in order once its teacher answer (if any) is applied, which
+   yields one evaluation record per frame.
+
+Every ``checkpoint_every`` frames the learner drains its pending answers and writes a
+safetensors checkpoint; a new learner built on the same folder resumes from it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from learners.losses import DistillationConfig
+from learners.monitor import DriftConfig, DriftMonitor
+from learners.online import OnlineConfig, OnlineLearner
+from learners.replay import ReplayConfig
+from learners.scheduler import SchedulerConfig, TeacherScheduler
+from perception.teacher import TeacherOutput
+from stream.frame import Frame
+
+log = logging.getLogger(__name__)
+
+
+class TeacherClient(Protocol):
+    """How the learner reaches a teacher: ``submit`` returns a handle, ``result`` blocks on it."""
+
+    def submit(self, frame: Frame, handle: Any) -> Any: ...
+
+    def result(self, ticket: Any) -> TeacherOutput: ...
+
+
+class LocalTeacherClient:
+    """Calls a teacher in this process when the answer is needed."""
+
+    def __init__(self, teacher: Any):
+        self.teacher = teacher
+
+    def submit(self, frame: Frame, handle: Any) -> Frame:
+        return frame
+
+    def result(self, ticket: Frame) -> TeacherOutput:
+        return self.teacher.label(ticket.image[None])
+
+
+@dataclass(frozen=True)
+class StreamLearnerConfig:
+    teacher_latency: int = 3  # frames between asking the teacher and learning from its answer
+    checkpoint_every: int = 600  # frames between checkpoints (0 = never)
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk
+    rate_event_change: float = 0.25  # log a teacher-rate event when the rate moved this much (relative)
+
+    def __post_init__(self) -> None:
+        if self.teacher_latency < 0:
+            raise ValueError(f"learner.teacher_latency must be >= 0, got {self.teacher_latency}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"learner.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+
+@dataclass
+class EvalRecord:
+    """What the evaluator needs about one finalised frame."""
+
+    index: int
+    domain: str
+    student: np.ndarray  # (H, W) uint8 prediction made before learning from the frame
+    ground_truth: np.ndarray | None  # (H, W) uint8
+    teacher: np.ndarray | None  # (H, W) uint8 teacher labels, on teacher frames only
+
+
+@dataclass
+class StepResult:
+    """What one call to :meth:`StreamLearner.step` gives back: small values only."""
+
+    index: int
+    asked_teacher: bool
+    teacher_rate: float
+    records: list[EvalRecord] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # distillation loss of each labelled frame learned
+
+
+@dataclass
+class _Pending:
+    frame: Frame
+    prediction: np.ndarray
+    ticket: Any | None
+    asked_at: int
+
+
+class StreamLearner:
+    """Prequential student with scheduler, drift monitor and teacher client (module docstring)."""
+
+    def __init__(
+        self,
+        student: torch.nn.Module,
+        teacher_client: TeacherClient,
+        *,
+        seed: int,
+        config: StreamLearnerConfig = StreamLearnerConfig(),
+        online: OnlineConfig = OnlineConfig(),
+        distill: DistillationConfig = DistillationConfig(),
+        replay: ReplayConfig = ReplayConfig(),
+        scheduler: SchedulerConfig = SchedulerConfig(),
+        drift: DriftConfig = DriftConfig(),
+        checkpoint_dir: str | Path | None = None,
+        device: str = "cpu",
+    ):
+        self.config = config
+        self.teacher = teacher_client
+        self.learner = OnlineLearner(online, student, seed=seed, distill=distill, replay=replay, device=device)
+        self.scheduler = TeacherScheduler(scheduler)
+        self.monitor = DriftMonitor(drift)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.pending: deque[_Pending] = deque()
+        self.next_index = 0  # the frame index expected next
+        self.regime = 0
+        self.logged_rate = self.scheduler.rate
+        self.teacher_calls = 0
+        if self.checkpoint_dir is not None:
+            self.restore_latest()
+
+    # -- the stream -------------------------------------------------------------------------
+    def step(self, frame: Frame, handle: Any = None) -> StepResult:
+        """Process one frame (``handle`` is what the teacher client submits; default the frame)."""
+        if frame.index != self.next_index:
+            raise ValueError(f"learner expected frame {self.next_index}, got {frame.index} from {frame.source_id}")
+        self.next_index += 1
+        result = StepResult(index=frame.index, asked_teacher=False, teacher_rate=self.scheduler.rate)
+        prediction = self.learner.predict(frame.image)  # (H, W) uint8, before any learning
+        if self.monitor.update_input(frame.image, frame.index):
+            self._on_drift(frame.index, "input", result)
+        ticket = None
+        if self.scheduler.should_ask():
+            ticket = self.teacher.submit(frame, frame if handle is None else handle)
+            result.asked_teacher = True
+            self.teacher_calls += 1
+        self.pending.append(_Pending(frame, prediction, ticket, frame.index))
+        self._finalise(frame.index - self.config.teacher_latency, result)
+        result.teacher_rate = self.scheduler.rate
+        every = self.config.checkpoint_every
+        if every and self.checkpoint_dir is not None and (frame.index + 1) % every == 0:
+            self._finalise(frame.index, result)
+            result.events.append(self.save_checkpoint())
+        return result
+
+    def flush(self) -> StepResult:
+        """Apply every pending teacher answer (end of stream)."""
+        result = StepResult(index=self.next_index - 1, asked_teacher=False, teacher_rate=self.scheduler.rate)
+        self._finalise(self.next_index - 1, result)
+        return result
+
+    def _finalise(self, up_to: int, result: StepResult) -> None:
+        while self.pending and self.pending[0].asked_at <= up_to:
+            item = self.pending.popleft()
+            teacher_labels = None
+            if item.ticket is not None:
+                output = self.teacher.result(item.ticket)
+                teacher_labels = output.labels[0]  # (H, W) uint8
+                valid = teacher_labels != 255
+                agreement = float((item.prediction[valid] == teacher_labels[valid]).mean()) if valid.any() else 1.0
+                if self.monitor.update_disagreement(1.0 - agreement, item.frame.index):
+                    self._on_drift(item.frame.index, "disagreement", result)
+                self.scheduler.on_agreement(agreement)
+                metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime)
+                self._maybe_log_rate(item.frame.index, result)
+                result.losses.append(metrics["loss"])
+            result.records.append(
+                EvalRecord(item.frame.index, item.frame.domain, item.prediction, item.frame.label, teacher_labels)
+            )
+
+    def _on_drift(self, index: int, detector: str, result: StepResult) -> None:
+        self.regime += 1
+        rate = self.scheduler.on_drift()
+        result.events.append({"kind": "drift", "index": int(index), "detector": detector, "regime": self.regime})
+        result.events.append({"kind": "teacher_rate", "index": int(index), "rate": rate, "reason": "drift"})
+        self.logged_rate = rate
+        log.info("drift at frame %d (%s); teacher rate -> %.2f", index, detector, rate)
+
+    def _maybe_log_rate(self, index: int, result: StepResult) -> None:
+        rate = self.scheduler.rate
+        if abs(rate - self.logged_rate) >= self.config.rate_event_change * self.logged_rate:
+            result.events.append({"kind": "teacher_rate", "index": int(index), "rate": rate, "reason": "agreement"})
+            self.logged_rate = rate
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "next_index": self.next_index,
+            "regime": self.regime,
+            "logged_rate": self.logged_rate,
+            "teacher_calls": self.teacher_calls,
+            "scheduler": self.scheduler.state(),
+            "monitor": self.monitor.state(),
+            "optimizer_steps": self.learner.steps,
+            "replay_rng": self.learner.replay.rng.bit_generator.state,
+        }
+
+    def save_checkpoint(self) -> dict[str, Any]:
+        """Write ``checkpoints/learner_<frame>.safetensors`` (pending answers must be drained)."""
+        assert self.checkpoint_dir is not None
+        if self.pending:
+            raise RuntimeError("cannot checkpoint with teacher answers still pending")
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / f"learner_{self.next_index:08d}.safetensors"
+        tmp = path.with_suffix(".tmp")
+        save_file(self.learner.state_tensors(), str(tmp), metadata={"state": json.dumps(self._state())})
+        tmp.replace(path)
+        for old in sorted(self.checkpoint_dir.glob("learner_*.safetensors"))[: -self.config.keep_checkpoints]:
+            old.unlink()
+        log.info("checkpoint %s", path)
+        return {"kind": "checkpoint", "index": self.next_index - 1, "path": str(path)}
+
+    def restore_latest(self) -> bool:
+        """Load the newest checkpoint in ``checkpoint_dir``; returns whether one was found."""
+        assert self.checkpoint_dir is not None
+        found = sorted(self.checkpoint_dir.glob("learner_*.safetensors")) if self.checkpoint_dir.exists() else []
+        if not found:
+            return False
+        path = found[-1]
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            state = json.loads(handle.metadata()["state"])
+        self.learner.load_state_tensors(load_file(str(path)))
+        self.next_index = int(state["next_index"])
+        self.regime = int(state["regime"])
+        self.logged_rate = float(state["logged_rate"])
+        self.teacher_calls = int(state["teacher_calls"])
+        self.learner.steps = int(state["optimizer_steps"])
+        self.scheduler.load_state(state["scheduler"])
+        self.monitor.load_state(state["monitor"])
+        self.learner.replay.rng.bit_generator.state = state["replay_rng"]
+        log.warning("learner restored from %s, resuming at frame %d", path, self.next_index)
+        return True

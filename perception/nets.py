@@ -1,0 +1,167 @@
+"""Segmentation networks for the simulator teacher and the on-vehicle student.
+
+Both are the same compact encoder-decoder (:class:`SegNet`) at different widths, so a student
+is a teacher with fewer channels and the MACs ratio is set by ``SegNetConfig.widths``.
+Normalisation lives inside the model: inputs are RGB floats in [0, 1], which is what
+adversarial attacks and robustness numbers need.
+
+Example:
+    >>> import torch
+    >>> net = SegNet(STUDENT_CONFIG)
+    >>> net(torch.rand(1, 3, 64, 128)).shape
+    torch.Size([1, 19, 64, 128])
+    >>> count_macs(net, 128, 256) < count_macs(SegNet(TEACHER_CONFIG), 128, 256) / 10
+    True
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class SegNetConfig:
+    """Widths and depth of a :class:`SegNet`.
+
+    widths: channels of the four encoder stages at strides 4, 8, 16, 32 (the stem runs at 2).
+    blocks: residual blocks per stage.
+    decoder: channels of the top-down decoder (feature-pyramid style).
+    num_classes: output channels (19 canonical trainIds).
+    """
+
+    widths: tuple[int, int, int, int] = (32, 64, 96, 128)
+    blocks: tuple[int, int, int, int] = (1, 2, 2, 2)
+    stem: int = 16  # channels of the stride-2 stem
+    decoder: int = 64
+    num_classes: int = 19
+
+
+TEACHER_CONFIG = SegNetConfig(widths=(48, 96, 160, 224), blocks=(2, 2, 3, 2), stem=24, decoder=96)
+STUDENT_CONFIG = SegNetConfig(widths=(16, 24, 48, 64), blocks=(1, 1, 2, 1), stem=8, decoder=24)
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1, groups: int = 1):
+        padding = dilation * (kernel // 2)
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride, padding, dilation=dilation, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+class ResidualBlock(nn.Module):
+    """Depthwise-separable residual block: dw 3x3 -> pw 1x1 (expand) -> pw 1x1 (project)."""
+
+    def __init__(self, channels: int, dilation: int = 1, expand: int = 2):
+        super().__init__()
+        hidden = channels * expand
+        self.depthwise = ConvBNReLU(channels, channels, 3, dilation=dilation, groups=channels)
+        self.expand = ConvBNReLU(channels, hidden, 1)
+        self.project = nn.Sequential(nn.Conv2d(hidden, channels, 1, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        return F.relu(x + self.project(self.expand(self.depthwise(x))))
+
+
+class SegNet(nn.Module):
+    """Encoder (stride 32) + feature-pyramid decoder; logits at the input size."""
+
+    def __init__(self, config: SegNetConfig = SegNetConfig()):
+        super().__init__()
+        self.config = config
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.stem = ConvBNReLU(3, config.stem, 3, stride=2)
+        stages = []
+        cin = config.stem
+        for index, (width, blocks) in enumerate(zip(config.widths, config.blocks)):
+            dilation = 2 if index == 3 else 1
+            layers: list[nn.Module] = [ConvBNReLU(cin, width, 3, stride=2)]
+            layers += [ResidualBlock(width, dilation=dilation) for _ in range(blocks)]
+            stages.append(nn.Sequential(*layers))
+            cin = width
+        self.stages = nn.ModuleList(stages)
+        self.context = ConvBNReLU(config.widths[3], config.decoder, 1)
+        self.lateral = nn.ModuleList([ConvBNReLU(w, config.decoder, 1) for w in config.widths[:3]])
+        self.smooth = nn.ModuleList(
+            [ConvBNReLU(config.decoder, config.decoder, 3, groups=config.decoder) for _ in range(3)]
+        )
+        self.stem_lateral = ConvBNReLU(config.stem, config.decoder, 1)
+        self.head = nn.Sequential(
+            ConvBNReLU(config.decoder, config.decoder, 3, groups=config.decoder),
+            nn.Conv2d(config.decoder, config.num_classes, 1),
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder features at stride 2, before the classifier (for feature distillation).
+
+        Shape:
+            x (B, 3, H, W) float in [0, 1] -> (B, decoder, H/2, W/2)
+        """
+        x = (x - self.mean) / self.std  # (B, 3, H, W)
+        stem = self.stem(x)  # (B, stem, H/2, W/2)
+        skips = []
+        y = stem
+        for stage in self.stages:
+            y = stage(y)
+            skips.append(y)  # strides 4, 8, 16, 32
+        top = self.context(skips[3])  # (B, D, H/32, W/32)
+        for level in (2, 1, 0):
+            lateral = self.lateral[level](skips[level])  # (B, D, h, w)
+            top = F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+            top = self.smooth[level](top + lateral)
+        top = F.interpolate(top, size=stem.shape[-2:], mode="bilinear", align_corners=False)
+        return top + self.stem_lateral(stem)  # (B, D, H/2, W/2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: x (B, 3, H, W) float in [0, 1] -> logits (B, num_classes, H, W)."""
+        logits = self.head(self.features(x))  # (B, K, H/2, W/2)
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def count_params(module: nn.Module) -> int:
+    """Number of parameters (trainable or not)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def count_macs(module: nn.Module, height: int, width: int) -> int:
+    """Multiply-accumulates of one forward pass on a (1, 3, height, width) input.
+
+    Counts convolutions and linear layers (the work that matters), measured with hooks on a
+    real forward pass so that the figure follows the architecture.
+    """
+    total = 0
+
+    def conv_hook(layer: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        kernel = layer.kernel_size[0] * layer.kernel_size[1] * (layer.in_channels // layer.groups)
+        total += int(output.numel() // output.shape[0]) * kernel
+
+    def linear_hook(layer: nn.Linear, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        total += int(output.numel() // output.shape[0]) * layer.in_features
+
+    handles = []
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            handles.append(layer.register_forward_hook(conv_hook))
+        elif isinstance(layer, nn.Linear):
+            handles.append(layer.register_forward_hook(linear_hook))
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            device = next(module.parameters()).device
+            module(torch.zeros(1, 3, height, width, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        module.train(was_training)
+    return total

@@ -1,0 +1,52 @@
+"""The teacher plug-in interface: anything that turns a batch of RGB frames into labels.
+
+Every teacher answers in the canonical label space (19 Cityscapes trainIds, 255 = ignore):
+hard labels at the frame's size, and logits (possibly at a lower resolution) for soft-label
+distillation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TeacherOutput:
+    """What a teacher returns for a batch of B frames.
+
+    Attributes:
+        labels: (B, H, W) uint8 canonical trainIds at the input frames' size, 255 = ignore
+            (e.g. a teacher's own "background" class).
+        logits: (B, 19, h, w) float32 canonical logits, h <= H and w <= W; consumers resize.
+    """
+
+    labels: np.ndarray
+    logits: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.labels.ndim != 3 or self.labels.dtype != np.uint8:
+            raise ValueError(f"TeacherOutput.labels must be (B, H, W) uint8, got {self.labels.shape} {self.labels.dtype}")
+        if self.logits.ndim != 4 or self.logits.shape[0] != self.labels.shape[0]:
+            raise ValueError(f"TeacherOutput.logits must be (B, C, h, w) with B={self.labels.shape[0]}, got {self.logits.shape}")
+
+    def __getitem__(self, i: int) -> "TeacherOutput":
+        return TeacherOutput(self.labels[i : i + 1], self.logits[i : i + 1])
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """A labeller. ``label`` takes (B, H, W, 3) uint8 RGB and returns a :class:`TeacherOutput`.
+
+    Attributes: ``name`` (str), ``device`` (a torch device string), ``params`` (int) and
+    ``macs(height, width)`` -> int multiply-accumulates for one frame of that size.
+    """
+
+    name: str
+    device: str
+    params: int
+
+    def label(self, images: np.ndarray) -> TeacherOutput: ...
+
+    def macs(self, height: int, width: int) -> int: ...

@@ -1,0 +1,55 @@
+"""Teacher plug-ins, chosen by a spec string (``--teacher``).
+
+``sim`` — the shipped simulator teacher; ``segnet:PATH`` — any SegNet teacher checkpoint;
+``espnetv2:PATH`` — our ESPNetv2 on the pretrained Cityscapes weights; ``torchscript:PATH`` and
+``onnx:PATH`` — exported models (see :mod:`perception.teachers.exported` for their contract).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+
+class TeacherSpecError(ValueError):
+    """The ``--teacher`` spec names an unknown kind or a path that is not there."""
+
+
+def _sim(arg: str, device: str, logits_stride: int) -> Any:
+    from perception.teachers.sim import SIM_TEACHER_WEIGHTS, SegNetTeacher
+
+    return SegNetTeacher(arg or SIM_TEACHER_WEIGHTS, device=device, logits_stride=logits_stride, name="sim")
+
+
+def _espnetv2(arg: str, device: str, logits_stride: int) -> Any:
+    from perception.teachers.espnetv2 import ESPNetv2Config, ESPNetv2Teacher
+
+    return ESPNetv2Teacher(ESPNetv2Config(weights=arg, device=device))
+
+
+def _torchscript(arg: str, device: str, logits_stride: int) -> Any:
+    from perception.teachers.exported import TorchScriptTeacher
+
+    return TorchScriptTeacher(arg, device=device, logits_stride=logits_stride)
+
+
+def _onnx(arg: str, device: str, logits_stride: int) -> Any:
+    from perception.teachers.exported import OnnxTeacher
+
+    return OnnxTeacher(arg, device=device, logits_stride=logits_stride)
+
+
+TEACHER_KINDS: dict[str, Callable[[str, str, int], Any]] = {
+    "sim": _sim, "segnet": _sim, "espnetv2": _espnetv2, "torchscript": _torchscript, "onnx": _onnx,
+}
+
+
+def open_teacher(spec: str, device: str = "auto", logits_stride: int = 4) -> Any:
+    """Build the teacher a spec names, e.g. ``"sim"`` or ``"espnetv2:../shared/data/teachers/x.safetensors"``."""
+    kind, _, arg = spec.partition(":")
+    if kind not in TEACHER_KINDS:
+        raise TeacherSpecError(f"unknown teacher {spec!r} (kinds: {', '.join(sorted(TEACHER_KINDS))})")
+    if kind != "sim" and not arg:
+        raise TeacherSpecError(f"teacher {spec!r}: give a path, e.g. {kind}:PATH")
+    if arg and not Path(arg).is_file():
+        raise TeacherSpecError(f"teacher {spec!r}: file {arg} not found")
+    return TEACHER_KINDS[kind](arg, device, logits_stride)

@@ -1,0 +1,74 @@
+"""The simulator teacher: a :class:`~perception.nets.SegNet` trained on every sim domain.
+
+Its weights ship in ``perception/weights/sim_teacher.safetensors`` (made by
+``odistill train-teacher``).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from perception.nets import TEACHER_CONFIG, SegNet, SegNetConfig, count_macs, count_params
+from perception.teacher import TeacherOutput
+from perception.weights import WEIGHTS_DIR, load_weights
+
+log = logging.getLogger(__name__)
+
+SIM_TEACHER_WEIGHTS = WEIGHTS_DIR / "sim_teacher.safetensors"
+
+
+def pick_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is present, else ``"cpu"``; anything else as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"teacher device {device!r} asked for, but no CUDA GPU is available")
+    return device
+
+
+class SegNetTeacher:
+    """A :class:`SegNet` used as a teacher (the sim teacher, or any SegNet checkpoint).
+
+    Example:
+        >>> import numpy as np
+        >>> t = SegNetTeacher(weights=None, device="cpu")
+        >>> out = t.label(np.zeros((1, 32, 64, 3), np.uint8))
+        >>> out.labels.shape, out.logits.shape
+        ((1, 32, 64), (1, 19, 8, 16))
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None = SIM_TEACHER_WEIGHTS,
+        device: str = "auto",
+        net: SegNetConfig = TEACHER_CONFIG,
+        logits_stride: int = 4,
+        name: str = "sim",
+    ):
+        self.name = name
+        self.device = pick_device(device)
+        self.model = SegNet(net)
+        if weights is not None:
+            load_weights(self.model, weights)
+        self.model.to(self.device).eval()
+        self.params = count_params(self.model)
+        self.logits_stride = logits_stride
+
+    def macs(self, height: int, width: int) -> int:
+        return count_macs(self.model, height, width)
+
+    @torch.inference_mode()
+    def label(self, images: np.ndarray) -> TeacherOutput:
+        """Shape: images (B, H, W, 3) uint8 -> labels (B, H, W), logits (B, 19, H/s, W/s)."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)  # (B, H, W, 3)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
+        logits = self.model(x)  # (B, 19, H, W)
+        labels = logits.argmax(1).to(torch.uint8)  # (B, H, W)
+        s = self.logits_stride
+        small = F.avg_pool2d(logits, s) if s > 1 else logits  # (B, 19, H/s, W/s)
+        return TeacherOutput(labels.cpu().numpy(), small.float().cpu().numpy())

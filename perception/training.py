@@ -1,0 +1,293 @@
+"""Offline training behind ``odistill train-teacher`` and ``odistill train-student``.
+
+Both are seeded and reproducible on one machine (bit-exact on the CPU; on a GPU up to
+cuDNN's non-determinism). The teacher learns from the simulator's ground truth on every
+domain; the starting student is distilled from a teacher on one kind of footage only
+(by default clear-day frames of one sim town), so that every other domain is new to it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from learners.losses import DistillationConfig, DistillationLoss
+from perception.nets import STUDENT_CONFIG, TEACHER_CONFIG, SegNet, count_macs, count_params
+from perception.weights import WEIGHTS_DIR, save_weights
+
+log = logging.getLogger(__name__)
+
+EVAL_SEED_BASE = 10_000  # world seeds at or above this are never used for training
+
+
+@dataclass(frozen=True)
+class TeacherTrainingConfig:
+    steps: int = 6000  # optimiser steps
+    batch_size: int = 16
+    lr: float = 3e-3  # AdamW peak learning rate (one-cycle schedule)
+    weight_decay: float = 1e-4
+    worlds: int = 48  # distinct world seeds rendered for training (0 .. worlds-1)
+    frames_per_world: int = 240  # frames per world, spread over every domain of `schedule`
+    schedule: str = "all"  # every weather in both towns
+    workers: int = 0  # render processes (0 = cpu count)
+    eval_frames: int = 1200  # frames of held-out worlds scored at the end
+
+
+@dataclass(frozen=True)
+class StudentTrainingConfig:
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    frames: int = 3000  # frames labelled by the teacher once, then trained on
+    worlds: int = 12  # sim only: world seeds the frames come from
+    alpha: float = 0.5  # hard/soft mix of the distillation loss
+    temperature: float = 2.0
+    workers: int = 0
+
+
+def _override(config: Any, overrides: list[str] | None) -> Any:
+    from stream.config import ConfigError, _coerce
+
+    import typing
+
+    hints = typing.get_type_hints(type(config))
+    for item in overrides or []:
+        key, _, raw = item.partition("=")
+        if key not in hints:
+            raise ConfigError(f"unknown training key {key!r} (keys: {', '.join(sorted(hints))})")
+        config = dataclasses.replace(config, **{key: _coerce(key, hints[key], raw)})
+    return config
+
+
+def _device(device: str) -> torch.device:
+    from perception.teachers.sim import pick_device
+
+    return torch.device(pick_device(device))
+
+
+def _render_world(args: tuple[int, int, str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    seed, frames, schedule = args
+    from sim.world import SimConfig
+    from stream.sources.sim import SimSource
+
+    images, labels, domains = [], [], []
+    with_source = SimSource(SimConfig(), seed=seed, frames=frames, schedule=schedule)
+    for frame in with_source:
+        images.append(frame.image)
+        labels.append(frame.label)
+        domains.append(frame.domain)
+    with_source.close()
+    return np.stack(images), np.stack(labels), domains
+
+
+def render_dataset(seeds: list[int], frames_per_world: int, schedule: str, workers: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Render ``frames_per_world`` frames of every world seed (in parallel processes).
+
+    Shape:
+        -> images (N, H, W, 3) uint8, labels (N, H, W) uint8, domains [N]
+    """
+    import os
+
+    workers = workers or os.cpu_count() or 1
+    jobs = [(seed, frames_per_world, schedule) for seed in seeds]
+    if workers == 1:
+        parts = [_render_world(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            parts = list(pool.map(_render_world, jobs))
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    domains = [d for p in parts for d in p[2]]
+    return images, labels, domains
+
+
+def _batches(count: int, batch: int, steps: int, rng: np.random.Generator):
+    for _ in range(steps):
+        yield rng.integers(0, count, size=batch)
+
+
+def _augment(x: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None, rng: np.random.Generator):
+    """Horizontal flips (the world has no handedness the labels depend on).
+
+    Shape:
+        x (B, 3, H, W), y (B, H, W), soft (B, K, h, w) -> same
+    """
+    flip = torch.from_numpy(rng.random(x.shape[0]) < 0.5).to(x.device)  # (B,)
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    y = torch.where(flip[:, None, None], y.flip(-1), y)
+    if soft is not None:
+        soft = torch.where(flip[:, None, None, None], soft.flip(-1), soft)
+    return x, y, soft
+
+
+def _to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
+
+
+def train_teacher(out: str | Path | None = None, steps: int | None = None, seed: int = 0, device: str = "auto",
+                  overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train the sim teacher on ground truth from every domain; write safetensors; score held-out worlds."""
+    config = _override(TeacherTrainingConfig(), overrides)
+    if steps is not None:
+        config = dataclasses.replace(config, steps=steps)
+    out = Path(out) if out else WEIGHTS_DIR / "sim_teacher.safetensors"
+    dev = _device(device)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    images, labels, _ = render_dataset(list(range(config.worlds)), config.frames_per_world, config.schedule, config.workers)
+    log.info("rendered %d training frames in %.1f s", len(images), time.perf_counter() - t0)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = SegNet(TEACHER_CONFIG).to(dev)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
+    model.train()
+    t1 = time.perf_counter()
+    for step, idx in enumerate(_batches(len(images), config.batch_size, config.steps, rng)):
+        x = _to_input(images[idx], dev)  # (B, 3, H, W)
+        y = torch.from_numpy(labels[idx]).to(dev).long()  # (B, H, W)
+        x, y, _ = _augment(x, y, None, rng)
+        loss = F.cross_entropy(model(x), y, ignore_index=255)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 200 == 0 or step == config.steps - 1:
+            log.info("teacher step %d/%d loss %.4f", step, config.steps, float(loss))
+    train_s = time.perf_counter() - t1
+    model.eval()
+    meta = {"seed": str(seed), "steps": str(config.steps), "config": str(dataclasses.asdict(config))}
+    save_weights(model, out, metadata=meta)
+    del images, labels
+    result = {"weights": str(out), "params": count_params(model), "macs": count_macs(model, 128, 256),
+              "train_s": round(train_s, 1), "device": str(dev)}
+    if config.eval_frames:
+        from perception.teachers.sim import SegNetTeacher
+
+        teacher = SegNetTeacher(out, device=str(dev))
+        result["eval"] = evaluate_on_sim(teacher, frames=config.eval_frames, seed=EVAL_SEED_BASE, schedule="all")
+    return result
+
+
+def _label_frames(teacher: Any, frames: list[np.ndarray], batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    labels, logits = [], []
+    for start in range(0, len(frames), batch):
+        out = teacher.label(np.stack(frames[start : start + batch]))
+        labels.append(out.labels)
+        logits.append(out.logits.astype(np.float16))
+    return np.concatenate(labels), np.concatenate(logits)
+
+
+def _collect_frames(source: str, config: StudentTrainingConfig, seed: int) -> list[np.ndarray]:
+    kind, _, arg = source.partition(":")
+    if kind == "sim":
+        per_world = max(1, config.frames // config.worlds)
+        seeds = [EVAL_SEED_BASE * 2 + seed * 1000 + i for i in range(config.worlds)]  # disjoint from teacher training and evaluation
+        images, _, _ = render_dataset(seeds, per_world, arg or "clear", config.workers)
+        return list(images)
+    from stream.config import RunConfig, apply_overrides
+    from stream.sources import open_source
+
+    run = apply_overrides(RunConfig(), [f"run.frames={config.frames}"])
+    frames = []
+    src = open_source(source, run)
+    try:
+        for frame in src:
+            frames.append(frame.image)
+            if len(frames) >= config.frames:
+                break
+    finally:
+        src.close()
+    return frames
+
+
+def train_student(out: str | Path | None = None, teacher: str = "sim", source: str = "sim:clear", steps: int | None = None,
+                  seed: int = 0, device: str = "auto", overrides: list[str] | None = None,
+                  input_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Distil the starting student offline from ``teacher`` on frames of ``source`` only."""
+    from perception.teachers import open_teacher
+
+    config = _override(StudentTrainingConfig(), overrides)
+    if steps is not None:
+        config = dataclasses.replace(config, steps=steps)
+    out = Path(out) if out else WEIGHTS_DIR / "student_clear_oldtown.safetensors"
+    dev = _device(device)
+    rng = np.random.default_rng(seed)
+    frames = _collect_frames(source, config, seed)
+    if input_size is not None:
+        import cv2
+
+        frames = [cv2.resize(f, (input_size[1], input_size[0]), interpolation=cv2.INTER_AREA) for f in frames]
+    labeller = open_teacher(teacher, device=str(dev))
+    t0 = time.perf_counter()
+    labels, logits = _label_frames(labeller, frames)
+    images = np.stack(frames)
+    log.info("teacher labelled %d frames in %.1f s", len(images), time.perf_counter() - t0)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = SegNet(STUDENT_CONFIG).to(dev)
+    loss_fn = DistillationLoss(DistillationConfig(alpha=config.alpha, temperature=config.temperature))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
+    model.train()
+    t1 = time.perf_counter()
+    for step, idx in enumerate(_batches(len(images), config.batch_size, config.steps, rng)):
+        x = _to_input(images[idx], dev)  # (B, 3, H, W)
+        y = torch.from_numpy(labels[idx]).to(dev).long()  # (B, H, W)
+        soft = torch.from_numpy(logits[idx]).to(dev).float()  # (B, K, h, w)
+        x, y, soft = _augment(x, y, soft, rng)
+        loss = loss_fn(model(x), y, soft)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 200 == 0 or step == config.steps - 1:
+            log.info("student step %d/%d loss %.4f", step, config.steps, float(loss))
+    model.eval()
+    save_weights(model, out, metadata={"seed": str(seed), "teacher": teacher, "source": source, "steps": str(config.steps)})
+    return {"weights": str(out), "params": count_params(model), "macs": count_macs(model, images.shape[1], images.shape[2]),
+            "frames": len(images), "train_s": round(time.perf_counter() - t1, 1), "device": str(dev)}
+
+
+def evaluate_on_sim(teacher: Any, frames: int = 1200, seed: int = EVAL_SEED_BASE, schedule: str = "all",
+                    device: str = "auto", batch: int = 16) -> dict[str, Any]:
+    """Per-domain mIoU and pixel accuracy of a teacher (object or spec) against sim ground truth."""
+    from perception.evaluator import StreamingEvaluator
+    from sim.world import SimConfig
+    from stream.sources.sim import SimSource
+
+    if isinstance(teacher, str):
+        from perception.teachers import open_teacher
+
+        teacher = open_teacher(teacher, device=device)
+    evaluator = StreamingEvaluator()
+    source = SimSource(SimConfig(), seed=seed, frames=frames, schedule=schedule)
+    buffer: list[Any] = []
+
+    def flush() -> None:
+        out = teacher.label(np.stack([f.image for f in buffer]))
+        for frame, pred in zip(buffer, out.labels):
+            evaluator.update(frame.domain, pred, ground_truth=frame.label)
+        buffer.clear()
+
+    for frame in source:
+        buffer.append(frame)
+        if len(buffer) == batch:
+            flush()
+    if buffer:
+        flush()
+    source.close()
+    summary = evaluator.summary()
+    per_domain = {name: {"miou": d["student_miou"], "pixel_acc": d["student_pixel_acc"], "frames": d["frames"]}
+                  for name, d in summary["per_domain"].items()}
+    return {"miou": summary["student_miou"], "pixel_acc": summary["student_pixel_acc"],
+            "min_domain_miou": min(d["miou"] for d in per_domain.values()), "per_domain": per_domain, "seed": seed}

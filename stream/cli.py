@@ -1,0 +1,157 @@
+"""``odistill``: the command line.
+
+    odistill run                      # the default simulator tour, in-process
+    odistill run --runner ray --frames 1200 --set scheduler.max_rate=0.4
+    odistill train-teacher            # re-make perception/weights/sim_teacher.safetensors
+    odistill train-student            # re-make the clear-day student's starting weights
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("odistill")
+
+
+def _run_parser(sub: Any) -> None:
+    p = sub.add_parser("run", help="run online distillation on a stream (default: the simulator tour)")
+    p.add_argument("--source", help="sim:tour | sim:SCHEDULE | video:PATH | images:DIR | kitti:DIR | rosbag:PATH#TOPIC")
+    p.add_argument("--teacher", help="sim | espnetv2:PATH | segnet:PATH")
+    p.add_argument("--frames", type=int, help="frames to process")
+    p.add_argument("--seed", type=int, help="seed of everything stochastic")
+    p.add_argument("--runner", choices=["local", "ray"], help="in-process (local) or Ray actors")
+    p.add_argument("--out", help="run folder (default runs/latest)")
+    p.add_argument("--config", help="a TOML file of [section] key = value")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
+    p.add_argument("--realtime", action="store_true", help="pace a recorded log by its timestamps")
+    p.add_argument("--label-map", help="evaluate in another label set (camvid)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _resolve(args: argparse.Namespace):
+    from stream.config import load_config
+
+    overrides = list(args.set)
+    for flag, key in (("source", "run.source"), ("frames", "run.frames"), ("seed", "run.seed"), ("runner", "run.runner"),
+                      ("out", "run.out"), ("teacher", "teacher.spec"), ("label_map", "run.label_map")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if getattr(args, "realtime", False):
+        overrides.append("run.realtime=true")
+    return load_config(args.config, overrides)
+
+
+def _table(summary: dict[str, Any]) -> str:
+    def f(value: Any) -> str:
+        return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = [f"{'domain':<18}{'frames':>8}{'teacher':>9}{'student mIoU':>14}{'teacher mIoU':>14}{'stu vs tea':>12}"]
+    for name, d in summary["per_domain"].items():
+        lines.append(f"{name:<18}{d['frames']:>8}{d['teacher_frames']:>9}{f(d['student_miou']):>14}{f(d['teacher_miou']):>14}{f(d['student_vs_teacher_miou']):>12}")
+    lines.append(f"{'all':<18}{summary['frames']:>8}{summary['teacher_calls']:>9}{f(summary['student_miou']):>14}{f(summary['teacher_miou']):>14}{f(summary['student_vs_teacher_miou']):>12}")
+    drift = summary.get("drift", {})
+    lines.append(
+        f"teacher rate {summary['teacher_rate']:.3f} · drift events {len(summary['drift_events'])} "
+        f"(true shifts {len(summary['true_shifts'])}, detected {drift.get('detected', 0)}, false {drift.get('false_events', 0)}) · "
+        f"{summary['fps']:.1f} frames/s · {summary['wall_s']:.0f} s · peak RSS {summary['peak_rss_mb']:.0f} MB"
+    )
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _resolve(args)
+    progress = not args.no_progress and sys.stderr.isatty()
+    if config.run.runner == "ray":
+        from stream.actors import run_ray
+
+        summary = run_ray(config, progress=progress)
+    else:
+        from stream.pipeline import run_local
+
+        summary = run_local(config, progress=progress)
+    print(_table(summary))
+    print(f"run folder: {config.run.out}")
+    return 130 if summary.get("interrupted") else 0
+
+
+def _train_parser(sub: Any) -> None:
+    p = sub.add_parser("train-teacher", help="train the simulator teacher (seeded, reproducible)")
+    p.add_argument("--out", default=None, help="weights file (default: the shipped perception/weights/sim_teacher.safetensors)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a TeacherTrainingConfig field")
+    s = sub.add_parser("train-student", help="distil the starting student offline on clear-day frames of one town")
+    s.add_argument("--out", default=None, help="weights file (default: the shipped student_clear_oldtown.safetensors)")
+    s.add_argument("--teacher", default="sim", help="teacher spec that labels the frames")
+    s.add_argument("--source", default="sim:clear", help="frames to distil on (sim:clear, or video:PATH for a log)")
+    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a StudentTrainingConfig field")
+    e = sub.add_parser("eval-teacher", help="score a teacher against simulator ground truth per domain")
+    e.add_argument("--teacher", default="sim")
+    e.add_argument("--frames", type=int, default=1200)
+    e.add_argument("--seed", type=int, default=10_000, help="world seed (training used seeds below 10000)")
+    e.add_argument("--schedule", default="all")
+    e.add_argument("--device", default="auto")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from perception import training
+
+    if args.command == "train-teacher":
+        result = training.train_teacher(out=args.out, steps=args.steps, seed=args.seed, device=args.device, overrides=args.set)
+    else:
+        result = training.train_student(out=args.out, teacher=args.teacher, source=args.source, steps=args.steps,
+                                        seed=args.seed, device=args.device, overrides=args.set)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_eval_teacher(args: argparse.Namespace) -> int:
+    from perception import training
+
+    result = training.evaluate_on_sim(args.teacher, frames=args.frames, seed=args.seed, schedule=args.schedule, device=args.device)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="odistill", description="online continual distillation for driving perception")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    _train_parser(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from perception.weights import CheckpointError
+    from perception.teachers import TeacherSpecError
+    from stream.config import ConfigError
+    from stream.recorder import OutputError
+    from stream.sources.base import SourceError
+
+    known = (ConfigError, SourceError, OutputError, CheckpointError, TeacherSpecError)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "eval-teacher":
+            return cmd_eval_teacher(args)
+        return cmd_train(args)
+    except known as error:
+        print(f"odistill: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("odistill: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Run configuration: one frozen dataclass per component, gathered into :class:`RunConfig`.
+
+Values come from the dataclass defaults, then a TOML file (``--config``), then
+``--set section.key=value`` overrides; every value is type-checked against the field's type,
+and unknown sections or keys are refused by name.
+
+Example:
+    >>> cfg = apply_overrides(RunConfig(), ["run.frames=120", "scheduler.max_rate=0.4"])
+    >>> cfg.run.frames, cfg.scheduler.max_rate
+    (120, 0.4)
+    >>> apply_overrides(RunConfig(), ["run.frames=many"])
+    Traceback (most recent call last):
+    ...
+    stream.config.ConfigError: run.frames: expected int, got 'many'
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from learners.losses import DistillationConfig
+from learners.monitor import DriftConfig
+from learners.online import OnlineConfig
+from learners.replay import ReplayConfig
+from learners.scheduler import SchedulerConfig
+from learners.stream_learner import StreamLearnerConfig
+from perception.evaluator import EvaluatorConfig
+from sim.world import SimConfig
+
+
+class ConfigError(ValueError):
+    """A config file, section, key or value is wrong; the message names which."""
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    spec: str = "sim"  # sim | espnetv2:PATH | torchscript:PATH | onnx:PATH
+    device: str = "auto"  # auto = cuda when present, else cpu
+    logits_stride: int = 4  # teacher logits are shipped at 1/stride of the frame size
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    weights: str = "default"  # default = the shipped clear-day student; "none" = random init; or a path
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class RunSection:
+    source: str = "sim:tour"  # sim:SCHEDULE | video:PATH | images:DIR | kitti:DIR | rosbag:PATH#TOPIC
+    frames: int = 3600  # frames to process (a log ends earlier when it runs out)
+    seed: int = 0
+    runner: str = "local"  # local | ray
+    out: str = "runs/latest"  # the run folder
+    window: int = 100  # frames per line of metrics.jsonl
+    torch_threads: int = 0  # 0 = torch's default in-process, 1 per actor under Ray
+    max_in_flight: int = 8  # Ray: frames between ingest and learner at most
+    realtime: bool = False  # pace a log by its timestamps (dropping frames when slow)
+    label_map: str = ""  # evaluate in another label set (e.g. camvid); empty = canonical
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    run: RunSection = field(default_factory=RunSection)
+    sim: SimConfig = field(default_factory=SimConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    learner: StreamLearnerConfig = field(default_factory=StreamLearnerConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    distill: DistillationConfig = field(default_factory=DistillationConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    """Turn ``value`` (from TOML or a ``--set`` string) into ``kind`` or raise ConfigError."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options):
+            if type(None) in options:
+                return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(name, option, value)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{name}: bad value {value!r}")
+    if origin is tuple:
+        items = value
+        if isinstance(value, str):
+            items = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        args = typing.get_args(kind)
+        item_kind = args[0] if args else str
+        if len(args) > 1 and args[1] is not Ellipsis:
+            if len(items) != len(args):
+                raise ConfigError(f"{name}: expected {len(args)} values, got {len(items)}")
+            return tuple(_coerce(name, a, v) for a, v in zip(args, items))
+        return tuple(_coerce(name, item_kind, v) for v in items)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{name}: expected bool, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected int, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{name}: expected int, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{name}: expected float, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{name}: expected str, got {value!r}")
+    raise ConfigError(f"{name}: unsupported field type {kind!r}")
+
+
+def _section_types(section: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(section))
+
+
+def _replace(config: RunConfig, section_name: str, key: str, raw: Any) -> RunConfig:
+    sections = {f.name for f in dataclasses.fields(config)}
+    if section_name not in sections:
+        raise ConfigError(f"unknown config section {section_name!r} (sections: {', '.join(sorted(sections))})")
+    section = getattr(config, section_name)
+    types_ = _section_types(section)
+    if key not in types_:
+        raise ConfigError(f"unknown config key {section_name}.{key} (keys: {', '.join(sorted(types_))})")
+    value = _coerce(f"{section_name}.{key}", types_[key], raw)
+    try:
+        new_section = dataclasses.replace(section, **{key: value})
+    except ValueError as error:  # a component's own validation
+        raise ConfigError(str(error)) from None
+    return dataclasses.replace(config, **{section_name: new_section})
+
+
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.key=value`` strings in order."""
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        dotted, raw = item.split("=", 1)
+        section_name, key = dotted.strip().split(".", 1)
+        config = _replace(config, section_name, key, raw.strip())
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults, then the TOML file at ``path`` (if any), then ``overrides``."""
+    config = RunConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {path}: not valid TOML ({error})") from None
+        for section_name, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"config file {path}: {section_name!r} must be a [section] table")
+            for key, raw in values.items():
+                config = _replace(config, section_name, key, raw)
+    return apply_overrides(config, overrides or [])

@@ -1,0 +1,101 @@
+"""The one record that flows through odistill: :class:`Frame`.
+
+A frame is produced by a source (simulator, video file, image folder, ...) and read by
+every later stage. Its arrays are read-only, so an accidental in-place write fails in the
+in-process runner exactly as it fails under Ray (whose ``ray.get`` returns read-only arrays).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+IGNORE_INDEX = 255  # label value for "no ground truth here"
+
+
+class FrameError(ValueError):
+    """A frame's arrays do not have the shape or type the pipeline expects."""
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    if array.flags.writeable:
+        array = array.copy() if array.base is not None and array.base.flags.writeable else array
+        array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One camera frame with optional ground truth.
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB, C-contiguous, read-only.
+        timestamp: seconds on the source's clock.
+        source_id: which source produced it (a log's name, ``sim:tour``, ...).
+        index: monotonic per source, starting at 0.
+        label: optional (H, W) uint8 in the canonical label space (Cityscapes trainIds),
+            255 = ignore.
+        depth: optional (H, W) float32 depth in metres.
+        meta: small plain values, e.g. the simulator's ``domain`` and ``town``.
+
+    Example:
+        >>> import numpy as np
+        >>> f = Frame(np.zeros((4, 6, 3), np.uint8), timestamp=0.0, source_id="demo", index=0)
+        >>> f.shape
+        (4, 6)
+        >>> f.image.flags.writeable
+        False
+    """
+
+    image: np.ndarray
+    timestamp: float
+    source_id: str
+    index: int
+    label: np.ndarray | None = None
+    depth: np.ndarray | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        image = self.image
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            raise FrameError(
+                f"frame {self.source_id}#{self.index}: image must be (H, W, 3), "
+                f"got {getattr(image, 'shape', type(image).__name__)}"
+            )
+        if image.dtype != np.uint8:
+            raise FrameError(f"frame {self.source_id}#{self.index}: image must be uint8, got {image.dtype}")
+        object.__setattr__(self, "image", _readonly(image))
+        height, width = image.shape[:2]
+        if self.label is not None:
+            label = self.label
+            if label.shape != (height, width):
+                raise FrameError(
+                    f"frame {self.source_id}#{self.index}: label shape {label.shape} does not match "
+                    f"image size {(height, width)}"
+                )
+            if label.dtype != np.uint8:
+                raise FrameError(f"frame {self.source_id}#{self.index}: label must be uint8, got {label.dtype}")
+            object.__setattr__(self, "label", _readonly(label))
+        if self.depth is not None:
+            depth = self.depth
+            if depth.shape != (height, width):
+                raise FrameError(
+                    f"frame {self.source_id}#{self.index}: depth shape {depth.shape} does not match "
+                    f"image size {(height, width)}"
+                )
+            object.__setattr__(self, "depth", _readonly(depth.astype(np.float32, copy=False)))
+        object.__setattr__(self, "timestamp", float(self.timestamp))
+        object.__setattr__(self, "index", int(self.index))
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the image."""
+        return self.image.shape[0], self.image.shape[1]
+
+    @property
+    def domain(self) -> str:
+        """The domain tag from ``meta`` (``"unknown"`` when the source gives none)."""
+        return str(self.meta.get("domain", "unknown"))

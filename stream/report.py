@@ -1,0 +1,68 @@
+"""``report.png``: windowed student and teacher mIoU over frames with domain bands and drift
+marks, and the teacher rate underneath."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+BAND_COLOURS = ("#e8f1fb", "#fdf0e0", "#eaf6ea", "#f6e9f4", "#fffbe0", "#eef0f0", "#e0f4f7", "#f9e6e6")
+
+
+def domain_spans(domains: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
+    """[(first_frame, domain), ...] in frame order -> [(start, end, domain), ...] merged runs.
+
+    Example:
+        >>> domain_spans([(0, "a"), (100, "a"), (200, "b")])
+        [(0, 200, 'a'), (200, 300, 'b')]
+    """
+    spans: list[tuple[int, int, str]] = []
+    step = domains[1][0] - domains[0][0] if len(domains) > 1 else 1
+    for start, name in domains:
+        if spans and spans[-1][2] == name:
+            spans[-1] = (spans[-1][0], start + step, name)
+        else:
+            spans.append((start, start + step, name))
+    return spans
+
+
+def write_report(path: str | Path, metrics: list[dict[str, Any]], events: list[dict[str, Any]],
+                 domain_starts: list[tuple[int, str]], true_shifts: list[int], title: str) -> Path:
+    """Draw the two-panel report from the rows of metrics.jsonl and events.jsonl."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    if domain_starts:
+        spans = domain_spans(domain_starts)
+        for i, (start, end, name) in enumerate(spans):
+            for axis in (top, bottom):
+                axis.axvspan(start, end, color=BAND_COLOURS[i % len(BAND_COLOURS)], lw=0)
+            top.text((start + end) / 2, 1.01, name, ha="center", va="bottom", fontsize=8, transform=top.get_xaxis_transform())
+    x = [row["frame_end"] for row in metrics]
+    for key, colour, label in (("student_miou", "tab:blue", "student (prequential)"), ("teacher_miou", "tab:orange", "teacher"),
+                               ("student_vs_teacher_miou", "tab:green", "student vs teacher")):
+        ys = [row.get(key) for row in metrics]
+        pts = [(a, b) for a, b in zip(x, ys) if b is not None]
+        if pts:
+            top.plot(*zip(*pts), color=colour, label=label, lw=1.5, marker=".", ms=3)
+    for shift in true_shifts:
+        top.axvline(shift, color="black", ls=":", lw=1)
+    drift_x = [e["index"] for e in events if e.get("kind") == "drift"]
+    for i, d in enumerate(drift_x):
+        top.axvline(d, color="red", lw=1, alpha=0.7, label="drift detected" if i == 0 else None)
+    top.set_ylim(0, 1)
+    top.set_ylabel("mIoU (window)")
+    top.legend(loc="lower left", fontsize=8)
+    top.set_title(title, pad=16)
+    rates = [row.get("teacher_rate") for row in metrics]
+    bottom.step(x, [r if r is not None else 0 for r in rates], where="post", color="tab:purple")
+    bottom.set_ylabel("teacher rate")
+    bottom.set_xlabel("frame")
+    bottom.set_ylim(0, max([r or 0 for r in rates] + [0.1]) * 1.15)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,39 @@
+"""The :class:`Source` protocol every camera stream implements, and its error type."""
+from __future__ import annotations
+
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+from stream.frame import Frame
+
+
+class SourceError(ValueError):
+    """A source cannot be opened or read; the message names the input and what is wrong."""
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A finite or endless stream of :class:`~stream.frame.Frame`.
+
+    Contract:
+        - ``source_id``: a short name put into every frame.
+        - iterating yields frames with increasing ``index``; a source may be iterated once.
+        - ``events``: a list of plain dicts the source appends to when something happens
+          that the run should record (a corrupt frame skipped, a frame dropped, ...); each has
+          at least ``"kind"`` and ``"index"``.
+        - ``stats()``: small plain counters, at least ``frames_read`` and ``frames_skipped``.
+        - ``true_shifts``: frame indices where the domain truly changes (the simulator knows;
+          a recorded log returns an empty list).
+        - ``close()`` releases files and handles; safe to call twice.
+    """
+
+    source_id: str
+    events: list[dict[str, Any]]
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+    @property
+    def true_shifts(self) -> list[int]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,96 @@
+"""Short end-to-end runs: the run folder, the summary keys, the CLI's errors, Ctrl-C."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stream.config import load_config
+from stream.pipeline import run_local
+
+REPO = Path(__file__).resolve().parents[2]
+SUMMARY_KEYS = {
+    "frames", "frames_dropped", "teacher_calls", "teacher_rate", "student_miou", "teacher_miou",
+    "student_vs_teacher_miou", "per_domain", "drift_events", "true_shifts", "fps", "wall_s", "student_params",
+    "teacher_params", "student_macs", "teacher_macs", "peak_rss_mb",
+}
+
+
+def short_config(tmp_path: Path, frames: int = 180, *extra: str):
+    return load_config(None, [f"run.frames={frames}", f"run.out={tmp_path / 'run'}", "run.window=30",
+                              "learner.checkpoint_every=90", *extra])
+
+
+def test_short_tour_writes_the_whole_run_folder(tmp_path):
+    summary = run_local(short_config(tmp_path), progress=False)
+    run = tmp_path / "run"
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["frames"] == 180
+    assert len(summary["per_domain"]) >= 5  # the tour visits every domain even when short
+    assert summary["true_shifts"] == sorted(summary["true_shifts"]) and len(summary["true_shifts"]) == 5
+    assert 0 < summary["teacher_rate"] <= 1 and summary["teacher_calls"] > 0
+    assert summary["student_macs"] * 10 <= summary["teacher_macs"]
+    assert 0.0 <= summary["student_miou"] <= 1.0 and summary["teacher_miou"] > 0.5
+    on_disk = json.loads((run / "summary.json").read_text())
+    assert on_disk["frames"] == 180
+    assert json.loads((run / "config.json").read_text())["run"]["frames"] == 180
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["frame_end"] for r in rows] == [30, 60, 90, 120, 150, 180]
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert [e["index"] for e in events if e["kind"] == "checkpoint"] == [89, 179]
+    assert (run / "report.png").stat().st_size > 10_000
+    assert len(list((run / "checkpoints").glob("*.safetensors"))) == 2
+
+
+def test_same_seed_same_metrics_and_another_seed_differs(tmp_path):
+    a = run_local(short_config(tmp_path / "a", 90), progress=False)
+    b = run_local(short_config(tmp_path / "b", 90), progress=False)
+    c = run_local(short_config(tmp_path / "c", 90, "run.seed=1"), progress=False)
+    assert a["student_miou"] == b["student_miou"] and a["drift_events"] == b["drift_events"]
+    assert a["student_miou"] != c["student_miou"]
+
+
+def cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stream.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--source", "webcam:0"], "unknown source 'webcam:0'"),
+        (["run", "--set", "run.colour=red"], "unknown config key run.colour"),
+        (["run", "--set", "nope.x=1"], "unknown config section 'nope'"),
+        (["run", "--set", "run.frames=lots"], "run.frames: expected int, got 'lots'"),
+        (["run", "--frames", "10", "--out", "/proc/odistill-cannot-write"], "not writable"),
+        (["run", "--config", "missing.toml"], "config file missing.toml not found"),
+        (["run", "--teacher", "espnetv2:/nope.safetensors"], "not found"),
+    ],
+)
+def test_cli_bad_input_is_a_clear_error_without_traceback(args, message):
+    result = cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_run_prints_table_and_ctrl_c_still_writes_summary(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "run", "--frames", "3000", "--out", str(out), "--no-progress"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 1):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and 100 <= summary["frames"] < 3000
+    assert "student mIoU" in stdout

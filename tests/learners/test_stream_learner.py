@@ -1,0 +1,116 @@
+"""The learner's stream semantics, with a small deterministic teacher (no simulator needed)."""
+import numpy as np
+import pytest
+
+from learners.monitor import DriftConfig
+from learners.online import OnlineConfig
+from learners.stream_learner import LocalTeacherClient, StreamLearner, StreamLearnerConfig
+from perception.nets import STUDENT_CONFIG, SegNet
+from perception.teacher import TeacherOutput
+from stream.frame import Frame
+import torch
+
+
+class BrightnessTeacher:
+    """Labels bright pixels 'sky' (10) and dark ones 'road' (0)."""
+
+    name, device, params = "toy", "cpu", 0
+
+    def __init__(self):
+        self.calls = 0
+
+    def label(self, images):
+        self.calls += 1
+        labels = np.where(images.mean(-1) > 100, 10, 0).astype(np.uint8)  # (B, H, W)
+        logits = np.zeros((len(images), 19, 4, 8), np.float32)
+        return TeacherOutput(labels, logits)
+
+    def macs(self, h, w):
+        return 0
+
+
+def frames(n, dark_from=None):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = np.zeros((32, 64, 3), np.uint8)
+        split = 10 + int(rng.integers(0, 6))
+        img[:split] = 200 if dark_from is None or i < dark_from else 60
+        img[split:] = 30
+        label = np.where(img.mean(-1) > 100, 10, 0).astype(np.uint8)
+        yield Frame(img, i * 0.1, "toy", i, label=label, meta={"domain": "a" if dark_from is None or i < dark_from else "b"})
+
+
+def make(tmp=None, teacher=None, **cfg):
+    torch.manual_seed(0)
+    model = SegNet(STUDENT_CONFIG)
+    return StreamLearner(model, LocalTeacherClient(teacher or BrightnessTeacher()), seed=0,
+                         config=StreamLearnerConfig(**cfg), online=OnlineConfig(batch_size=2, steps_per_label=1),
+                         checkpoint_dir=tmp)
+
+
+def run(learner, stream):
+    records, results = [], []
+    for f in stream:
+        r = learner.step(f)
+        results.append(r)
+        records += r.records
+    records += learner.flush().records
+    return records, results
+
+
+def test_every_frame_finalised_once_in_order_with_latency():
+    learner = make(teacher_latency=3)
+    records, results = run(learner, frames(30))
+    assert [r.index for r in records] == list(range(30))
+    asked = [r.index for r in results if r.asked_teacher]
+    assert asked[0] == 0
+    with_teacher = [r.index for r in records if r.teacher is not None]
+    assert with_teacher == asked
+    # frame 0's answer is applied only once frame 3 has been predicted
+    assert [r.index for r in results[2].records] == []
+    assert [r.index for r in results[3].records] == [0]
+
+
+def test_out_of_order_frame_is_refused():
+    learner = make()
+    learner.step(next(frames(1)))
+    with pytest.raises(ValueError, match="expected frame 1"):
+        learner.step(next(frames(1)))
+
+
+def test_prediction_is_made_before_learning():
+    teacher = BrightnessTeacher()
+    learner = make(teacher=teacher, teacher_latency=0)
+    frame = next(frames(1))
+    before = learner.learner.predict(frame.image)
+    records, _ = run(learner, [frame])
+    assert np.array_equal(records[0].student, before)
+    assert teacher.calls == 1
+
+
+def test_checkpoint_resume_gives_identical_records(tmp_path):
+    straight, _ = run(make(tmp_path / "a", checkpoint_every=10), frames(40))
+    first = make(tmp_path / "b", checkpoint_every=10)
+    part = []
+    for f in frames(40):
+        if f.index == 25:
+            break  # the process 'dies' after frame 24; its last checkpoint holds frames 0..19
+        part += first.step(f).records
+    resumed = make(tmp_path / "b", checkpoint_every=10)
+    assert resumed.next_index == 20
+    rest, _ = run(resumed, (f for f in frames(40) if f.index >= 20))
+    merged = {r.index: r for r in part if r.index < 20}
+    merged.update({r.index: r for r in rest})
+    assert sorted(merged) == list(range(40))
+    for r in straight:
+        assert np.array_equal(merged[r.index].student, r.student), r.index
+    assert len(list((tmp_path / "b").glob("learner_*.safetensors"))) == 2
+
+
+def test_drift_raises_teacher_rate():
+    learner = make(teacher_latency=1)
+    _, results = run(learner, frames(160, dark_from=100))
+    drifts = [e for r in results for e in r.events if e["kind"] == "drift"]
+    assert drifts and 100 <= drifts[0]["index"] <= 150
+    after = next(r for r in results if r.index == drifts[0]["index"])
+    assert after.teacher_rate == pytest.approx(learner.scheduler.config.max_rate)

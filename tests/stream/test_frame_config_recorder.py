@@ -1,0 +1,81 @@
+import json
+
+import numpy as np
+import pytest
+
+from stream.config import ConfigError, RunConfig, apply_overrides, load_config
+from stream.frame import Frame, FrameError
+from stream.recorder import OutputError, RunRecorder
+
+
+def test_frame_arrays_are_read_only_and_checked():
+    image = np.zeros((4, 5, 3), np.uint8)
+    frame = Frame(image, 0.5, "t", 3, label=np.zeros((4, 5), np.uint8), depth=np.ones((4, 5), np.float64))
+    with pytest.raises(ValueError):
+        frame.image[0, 0, 0] = 1
+    with pytest.raises(ValueError):
+        frame.label[0, 0] = 1
+    assert frame.depth.dtype == np.float32
+    with pytest.raises(FrameError, match="label shape"):
+        Frame(image, 0.0, "t", 0, label=np.zeros((3, 5), np.uint8))
+    with pytest.raises(FrameError, match="uint8"):
+        Frame(image.astype(np.float32), 0.0, "t", 0)
+    with pytest.raises(FrameError, match=r"\(H, W, 3\)"):
+        Frame(np.zeros((4, 5), np.uint8), 0.0, "t", 0)
+
+
+def test_overrides_are_type_checked_and_named():
+    cfg = apply_overrides(RunConfig(), ["run.seed=3", "run.realtime=yes", "distill.alpha=0.25"])
+    assert (cfg.run.seed, cfg.run.realtime, cfg.distill.alpha) == (3, True, 0.25)
+    with pytest.raises(ConfigError, match="unknown config section 'nope'"):
+        apply_overrides(RunConfig(), ["nope.x=1"])
+    with pytest.raises(ConfigError, match="unknown config key run.colour"):
+        apply_overrides(RunConfig(), ["run.colour=red"])
+    with pytest.raises(ConfigError, match="run.realtime: expected bool"):
+        apply_overrides(RunConfig(), ["run.realtime=maybe"])
+    with pytest.raises(ConfigError, match="alpha must be in"):
+        apply_overrides(RunConfig(), ["distill.alpha=2"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        apply_overrides(RunConfig(), ["seed"])
+
+
+def test_toml_file_then_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[run]\nframes = 50\nsource = "sim:clear"\n[scheduler]\nmax_rate = 0.3\n')
+    cfg = load_config(path, ["run.frames=60"])
+    assert (cfg.run.frames, cfg.run.source, cfg.scheduler.max_rate) == (60, "sim:clear", 0.3)
+    assert json.loads(cfg.to_json())["run"]["frames"] == 60
+    path.write_text("[run]\nframes = 'x'\n")
+    with pytest.raises(ConfigError, match="run.frames: expected int"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    path.write_text("[run\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
+    assert files, "configs/ should hold at least the default config"
+    for path in files:
+        load_config(path)
+
+
+def test_recorder_refuses_unwritable_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="not writable"):
+        RunRecorder(blocker / "run", "{}")
+
+
+def test_recorder_writes_jsonl_and_summary(tmp_path):
+    rec = RunRecorder(tmp_path / "run", "{}")
+    rec.metric({"frame_end": 100, "student_miou": float("nan")})
+    rec.event({"kind": "drift", "index": 3, "detector": "input"})
+    rec.write_summary({"frames": 1})
+    rec.close()
+    assert json.loads((tmp_path / "run/metrics.jsonl").read_text())["student_miou"] is None
+    assert json.loads((tmp_path / "run/summary.json").read_text()) == {"frames": 1}
