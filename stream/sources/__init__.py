@@ -1,28 +1,108 @@
 """Camera sources behind one protocol, chosen by a spec string (``--source``).
 
-``sim:SCHEDULE`` — the built-in simulator (``sim:tour`` by default).
+``KIND:PATH[?key=value&key=value]``:
+
+- ``sim:SCHEDULE`` — the built-in simulator (``sim:tour`` by default);
+- ``video:PATH`` — any file OpenCV decodes (options: resize, fps, labels, label_map, name);
+- ``images:DIR`` — a folder of frames, with optional timestamps file and labels folder
+  (options: labels, timestamps, label_map, fps, resize, name);
+- ``kitti:DIR`` — a KITTI raw drive (``image_02/data/*.png`` + ``timestamps.txt``);
+- ``rosbag:PATH#/topic`` — a ROS 2 bag's ``sensor_msgs/Image`` or ``CompressedImage`` topic;
+- ``logs:DIR`` — every log in a folder, one after the other (or ``logs:A,B,...``).
+
+Example:
+    >>> parse_spec("video:clip.mp4?resize=480x352&label_map=camvid-raw")
+    ('video', 'clip.mp4', {'resize': '480x352', 'label_map': 'camvid-raw'})
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import parse_qsl
 
 from stream.sources.base import Source, SourceError
 
-__all__ = ["Source", "SourceError", "open_source", "SOURCE_KINDS"]
+__all__ = ["Source", "SourceError", "open_source", "parse_spec", "SOURCE_KINDS"]
 
 
-def _sim(arg: str, config: Any) -> Source:
+def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
+    """``KIND:PATH?k=v&k=v`` -> (kind, path, options)."""
+    kind, sep, rest = spec.partition(":")
+    if not sep:
+        rest = ""
+    path, _, query = rest.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+    return kind, path, options
+
+
+def _sim(arg: str, options: dict[str, str], config: Any) -> Source:
     from stream.sources.sim import SimSource
 
+    if options:
+        raise SourceError(f"sim:{arg}: the simulator takes no ?options (use --set sim.KEY=VALUE)")
     return SimSource(config.sim, seed=config.run.seed, frames=config.run.frames, schedule=arg or "tour")
 
 
-SOURCE_KINDS: dict[str, Callable[[str, Any], Source]] = {"sim": _sim}
+def _video(arg: str, options: dict[str, str], config: Any) -> Source:
+    from stream.sources.video import open_video
+
+    return open_video(arg, **options)
+
+
+def _images(arg: str, options: dict[str, str], config: Any) -> Source:
+    from stream.sources.images import open_images
+
+    return open_images(arg, **options)
+
+
+def _kitti(arg: str, options: dict[str, str], config: Any) -> Source:
+    from stream.sources.kitti import open_kitti
+
+    return open_kitti(arg, **options)
+
+
+def _rosbag(arg: str, options: dict[str, str], config: Any) -> Source:
+    from stream.sources.rosbag import open_rosbag, split_spec
+
+    path, topic = split_spec(arg)
+    return open_rosbag(path, topic, **options)
+
+
+def _logs(arg: str, options: dict[str, str], config: Any) -> Source:
+    from stream.sources.multi import open_log, open_many, detect_log
+
+    if "," in arg:
+        sources = []
+        for part in arg.split(","):
+            found = detect_log(part)
+            if found is None:
+                raise SourceError(f"logs:{arg}: {part} is not a log odistill can read (video, image folder, KITTI drive, ROS 2 bag)")
+            sources.append(open_log(found[0], found[1], **options))
+        return open_many(sources)
+    return open_many(arg, **options)
+
+
+SOURCE_KINDS: dict[str, Callable[[str, dict[str, str], Any], Source]] = {
+    "sim": _sim, "video": _video, "images": _images, "kitti": _kitti, "rosbag": _rosbag, "logs": _logs,
+}
 
 
 def open_source(spec: str, config: Any) -> Source:
-    """Open the source a spec names; ``config`` is the :class:`~stream.config.RunConfig`."""
-    kind, _, arg = spec.partition(":")
+    """Open the source a spec names; ``config`` is the :class:`~stream.config.RunConfig`.
+
+    With ``run.realtime`` a recorded log is paced by its timestamps (frames dropped, and
+    counted, when the pipeline falls behind).
+    """
+    kind, arg, options = parse_spec(spec)
     if kind not in SOURCE_KINDS:
         raise SourceError(f"unknown source {spec!r} (kinds: {', '.join(k + ':...' for k in sorted(SOURCE_KINDS))})")
-    return SOURCE_KINDS[kind](arg, config)
+    if kind != "sim" and not arg:
+        raise SourceError(f"source {spec!r}: give a path, e.g. {kind}:PATH")
+    if kind not in ("sim", "rosbag") and not Path(arg.split(",")[0]).exists():
+        raise SourceError(f"source {spec!r}: {arg} does not exist")
+    source = SOURCE_KINDS[kind](arg, options, config)
+    if config.run.realtime and kind != "sim":
+        from stream.sources.pacing import pace
+
+        source = pace(source, realtime=True)
+    return source
