@@ -31,7 +31,8 @@ import numpy as np
 
 from stream.frame import Frame
 from stream.sources.base import SourceError
-from stream.sources.images import RecordedSource, build_config, check_backwards_policy, parse_size
+from stream.sources.images import RecordedSource, build_config, check_backwards_policy, list_images, parse_size, read_label
+from stream.sources.labelmaps import get_label_map
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class VideoConfig:
     fps: float | None = None  # frame rate for index / fps timestamps; None: the container's
     on_backwards: str = "error"  # timestamps going backwards: "error" | "clamp" | "skip"
     name: str | None = None  # the log's name (source_id, meta["domain"]); None: the file name
+    labels: str | None = None  # a folder of label images: the i-th (natural order) labels the i-th frame
+    label_map: str | None = None  # None keeps label values; a name in labelmaps.LABEL_MAPS maps them
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resize", parse_size(self.resize, "resize"))
@@ -106,6 +109,18 @@ class VideoSource(RecordedSource):
         self.frame_count: int | None = count if count > 0 else None
         container_fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps: float | None = config.fps or (container_fps if container_fps > 0 else None)
+        self._label_files: list[Path] = []
+        self._label_map = get_label_map(config.label_map)
+        if config.labels is not None:
+            label_dir = Path(config.labels)
+            if not label_dir.is_dir():
+                capture.release()
+                self._capture = None
+                raise SourceError(f"{where}: the label folder {label_dir} does not exist")
+            self._label_files = list_images(label_dir)
+            if self.frame_count is not None and len(self._label_files) != self.frame_count:
+                logger.warning("%s: %d label files for %d frames; frames past the last label get none",
+                               where, len(self._label_files), self.frame_count)
 
     def __len__(self) -> int:
         """The container's frame count (0 when it gives none)."""
@@ -130,9 +145,10 @@ class VideoSource(RecordedSource):
         buffer, pos_msec = first
         position = 0
         while True:
+            label, label_where = self._label(position)
             frame = self._make_frame(
                 buffer, self._timestamp(position, pos_msec), where=f"frame {position}", color="bgr",
-                meta={"position": position},
+                meta={"position": position}, label=label, label_where=label_where,
             )
             if frame is not None:
                 yield frame
@@ -153,6 +169,23 @@ class VideoSource(RecordedSource):
             )
         self.close()
 
+    def _label(self, position: int) -> tuple[np.ndarray | None, str]:
+        """The label of frame ``position`` (None, counted, when there is none or it is unreadable)."""
+        if not self._label_files:
+            return None, ""
+        if position >= len(self._label_files):
+            self._count("labels_missing")
+            return None, ""
+        file = self._label_files[position]
+        label = read_label(file)
+        if label is None:
+            self._event("label_unreadable", file=file.name)
+            self._count("labels_missing")
+            return None, ""
+        if self._label_map is not None:
+            label = self._label_map(label)  # (H, W) uint8
+        return label, str(file)
+
     def stats(self) -> dict[str, int]:
         """Counters: frames_read, frames_skipped, frames_dropped, labels_missing, truncated."""
         counts = super().stats()
@@ -171,7 +204,8 @@ def open_video(path: str | Path, **opts: Any) -> VideoSource:
 
     Options: ``resize`` (width, height), ``fps`` (for ``index / fps`` timestamps where the
     container gives none), ``on_backwards`` (``"error"`` | ``"clamp"`` | ``"skip"``),
-    ``name`` (the log's name; default the file name). Raises :class:`SourceError` when the
+    ``name`` (the log's name; default the file name), ``labels`` (a folder whose i-th label
+    image, in natural order, labels the i-th frame) and ``label_map`` (as for image folders). Raises :class:`SourceError` when the
     file is missing or nothing decodes.
     """
     return VideoSource(path, build_config(VideoConfig, opts, f"video:{path}"))

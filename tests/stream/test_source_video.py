@@ -131,3 +131,22 @@ def test_truncated_file_stops_cleanly_with_an_event_and_loses_nothing(tmp_path):
     assert event["kind"] == "truncated" and event["expected_frames"] == 221
     assert event["decoded_frames"] == len(readable) and event["index"] == len(readable)
     assert source.stats()["truncated"] == 1 and source.stats()["frames_read"] == len(readable)
+
+
+def test_video_with_labels_folder_pairs_frames_in_order(shared_data):
+    from stream.sources.video import open_video
+
+    log = shared_data / "logs" / "camvid_0016E5_15hz"
+    source = open_video(log / "clip.mp4", labels=str(log / "labels"), label_map="camvid-raw")
+    frames = list(source)
+    assert len(frames) == 101 and all(f.label is not None for f in frames)
+    assert frames[0].label.max() <= 10 or 255 in frames[0].label  # CamVid ids, void -> 255
+    assert source.stats()["labels_missing"] == 0
+
+
+def test_video_labels_folder_missing_is_an_error(shared_data, tmp_path):
+    from stream.sources.base import SourceError
+    from stream.sources.video import open_video
+
+    with pytest.raises(SourceError, match="label folder .* does not exist"):
+        open_video(shared_data / "logs" / "camvid_0016E5_15hz" / "clip.mp4", labels=str(tmp_path / "nope"))
