@@ -41,13 +41,18 @@ def soft_label_loss(
 ) -> torch.Tensor:
     """KL(teacher || student) of temperature-softened distributions, times T^2 (Hinton et al.).
 
-    Teacher logits at a lower resolution are resized bilinearly to the student's.
+    Teacher logits at a lower resolution (teachers ship them pooled) are matched by pooling
+    the student's logits to the same grid: the soft targets carry no detail finer than that,
+    and the loss costs a fraction of a full-resolution one.
 
     Shape:
         student_logits (B, K, H, W), teacher_logits (B, K, h, w), valid (B, H, W) bool -> scalar
     """
     if teacher_logits.shape[-2:] != student_logits.shape[-2:]:
-        teacher_logits = F.interpolate(teacher_logits, size=student_logits.shape[-2:], mode="bilinear", align_corners=False)
+        size = teacher_logits.shape[-2:]
+        student_logits = F.adaptive_avg_pool2d(student_logits, size)  # (B, K, h, w)
+        if valid is not None:
+            valid = F.adaptive_avg_pool2d(valid[:, None].float(), size)[:, 0] > 0.5  # (B, h, w)
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)  # (B, K, H, W)
     p_teacher = F.softmax(teacher_logits / temperature, dim=1)  # (B, K, H, W)
     kl = (p_teacher * (torch.log(p_teacher.clamp_min(1e-8)) - log_p_student)).sum(1)  # (B, H, W)

@@ -14,7 +14,7 @@ Example:
     >>> day = np.full((30, 40, 3), 120, np.uint8); day[::2] = 140
     >>> hits = [i for i, img in enumerate([day] * 80 + [day // 6] * 20) if m.update_input(img, i)]
     >>> hits
-    [84]
+    [83]
 """
 from __future__ import annotations
 

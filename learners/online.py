@@ -32,6 +32,7 @@ class OnlineConfig:
     steps_per_label: int = 2  # gradient steps for every teacher-labelled frame
     batch_size: int = 8  # the new frame + replayed frames per step
     grad_clip: float = 5.0  # max gradient norm (0 = off)
+    crop: tuple[int, int] = (96, 192)  # (height, width) of the random training crops; (0, 0) = whole frames
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -71,6 +72,29 @@ class OnlineLearner:
         self.replay = ReplayBuffer(replay, seed=seed)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.steps = 0
+        self.rng = self.replay.rng  # one seeded generator for replay draws and crops
+
+    def _crop(self, images: np.ndarray, targets: np.ndarray, teacher: np.ndarray | None):
+        """Random crops (one per sample), aligned to the teacher logits' grid.
+
+        Shape:
+            images (B, H, W, 3), targets (B, H, W), teacher (B, K, h, w) -> the same, cropped
+        """
+        ch, cw = self.config.crop
+        batch, height, width = targets.shape
+        if ch <= 0 or cw <= 0 or (ch >= height and cw >= width):
+            return images, targets, teacher
+        ch, cw = min(ch, height), min(cw, width)
+        stride = height // teacher.shape[2] if teacher is not None else 1
+        out_i, out_t, out_s = [], [], []
+        for b in range(batch):
+            top = int(self.rng.integers(0, (height - ch) // stride + 1)) * stride
+            left = int(self.rng.integers(0, (width - cw) // stride + 1)) * stride
+            out_i.append(images[b, top : top + ch, left : left + cw])
+            out_t.append(targets[b, top : top + ch, left : left + cw])
+            if teacher is not None:
+                out_s.append(teacher[b, :, top // stride : (top + ch) // stride, left // stride : (left + cw) // stride])
+        return np.stack(out_i), np.stack(out_t), (np.stack(out_s) if teacher is not None else None)
 
     @torch.inference_mode()
     def predict_logits(self, image: np.ndarray) -> torch.Tensor:
@@ -97,10 +121,10 @@ class OnlineLearner:
             images = np.stack([image] + [s.image for s in batch])  # (B, H, W, 3)
             targets = np.stack([labels] + [s.labels for s in batch])  # (B, H, W)
             use_soft = small_logits is not None and all(s.logits is not None for s in batch)
-            teacher = None
-            if use_soft:
-                teacher = torch.from_numpy(np.stack([small_logits] + [s.logits for s in batch])).to(self.device).float()  # (B, K, h, w)
-            out = self.model(to_tensor(images, self.device))  # (B, K, H, W)
+            soft = np.stack([small_logits] + [s.logits for s in batch]) if use_soft else None  # (B, K, h, w)
+            images, targets, soft = self._crop(images, targets, soft)
+            teacher = None if soft is None else torch.from_numpy(soft).to(self.device).float()  # (B, K, h', w')
+            out = self.model(to_tensor(images, self.device))  # (B, K, H', W')
             loss = self.loss(out, torch.from_numpy(targets).to(self.device).long(), teacher)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

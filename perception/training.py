@@ -31,11 +31,11 @@ EVAL_SEED_BASE = 10_000  # world seeds at or above this are never used for train
 @dataclass(frozen=True)
 class TeacherTrainingConfig:
     steps: int = 6000  # optimiser steps
-    batch_size: int = 16
+    batch_size: int = 32
     lr: float = 3e-3  # AdamW peak learning rate (one-cycle schedule)
     weight_decay: float = 1e-4
-    worlds: int = 48  # distinct world seeds rendered for training (0 .. worlds-1)
-    frames_per_world: int = 240  # frames per world, spread over every domain of `schedule`
+    worlds: int = 128  # distinct world seeds rendered for training (0 .. worlds-1)
+    frames_per_world: int = 120  # frames per world, spread over every domain of `schedule`
     schedule: str = "all"  # every weather in both towns
     workers: int = 0  # render processes (0 = cpu count)
     eval_frames: int = 1200  # frames of held-out worlds scored at the end
@@ -141,6 +141,8 @@ def train_teacher(out: str | Path | None = None, steps: int | None = None, seed:
         config = dataclasses.replace(config, steps=steps)
     out = Path(out) if out else WEIGHTS_DIR / "sim_teacher.safetensors"
     dev = _device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     images, labels, _ = render_dataset(list(range(config.worlds)), config.frames_per_world, config.schedule, config.workers)
@@ -161,8 +163,8 @@ def train_teacher(out: str | Path | None = None, steps: int | None = None, seed:
         loss.backward()
         optimizer.step()
         schedule.step()
-        if step % 200 == 0 or step == config.steps - 1:
-            log.info("teacher step %d/%d loss %.4f", step, config.steps, float(loss))
+        if step % 500 == 0 or step == config.steps - 1:
+            log.info("teacher step %d/%d loss %.4f (%.1f s)", step, config.steps, float(loss), time.perf_counter() - t1)
     train_s = time.perf_counter() - t1
     model.eval()
     meta = {"seed": str(seed), "steps": str(config.steps), "config": str(dataclasses.asdict(config))}
@@ -250,8 +252,8 @@ def train_student(out: str | Path | None = None, teacher: str = "sim", source: s
         loss.backward()
         optimizer.step()
         schedule.step()
-        if step % 200 == 0 or step == config.steps - 1:
-            log.info("student step %d/%d loss %.4f", step, config.steps, float(loss))
+        if step % 500 == 0 or step == config.steps - 1:
+            log.info("student step %d/%d loss %.4f (%.1f s)", step, config.steps, float(loss), time.perf_counter() - t1)
     model.eval()
     save_weights(model, out, metadata={"seed": str(seed), "teacher": teacher, "source": source, "steps": str(config.steps)})
     return {"weights": str(out), "params": count_params(model), "macs": count_macs(model, images.shape[1], images.shape[2]),
