@@ -22,7 +22,28 @@ import torch.nn.functional as F
 IGNORE_INDEX = 255
 
 
-def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def class_balance_weights(labels: torch.Tensor, num_classes: int, power: float, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Per-class weights ``freq ** -power`` from the labels at hand, normalised so the
+    labelled pixels keep a mean weight of 1 (``power`` 0 = plain cross-entropy, 0.5 = the
+    usual square-root balancing that lifts thin and rare classes such as poles and signs).
+
+    Shape:
+        labels (B, H, W) int64 -> (num_classes,) float
+
+    Example:
+        >>> w = class_balance_weights(torch.tensor([[[0, 0, 0, 1]]]), 3, 0.5)
+        >>> bool(w[1] > w[0]), round(float((w[0] * 3 + w[1]) / 4), 4)
+        (True, 1.0)
+    """
+    valid = labels[labels != ignore_index]  # (N,)
+    counts = torch.bincount(valid, minlength=num_classes)[:num_classes].float()  # (K,)
+    weights = torch.where(counts > 0, counts.clamp_min(1.0) ** -power, torch.zeros_like(counts))  # (K,)
+    mean = (weights * counts).sum() / counts.sum().clamp_min(1.0)
+    return weights / mean.clamp_min(1e-12)
+
+
+def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                    class_balance: float = 0.0) -> torch.Tensor:
     """Cross-entropy against the teacher's argmax (or ground truth); ignored pixels skipped.
 
     Shape:
@@ -30,6 +51,11 @@ def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor, ignore_i
     """
     if (labels != ignore_index).sum() == 0:
         return student_logits.sum() * 0.0
+    weight = None
+    if class_balance > 0:
+        weight = class_balance_weights(labels, student_logits.shape[1], class_balance, ignore_index)
+        return (F.cross_entropy(student_logits, labels, weight=weight, ignore_index=ignore_index, reduction="sum")
+                / (labels != ignore_index).sum())
     return F.cross_entropy(student_logits, labels, ignore_index=ignore_index)
 
 
@@ -87,6 +113,7 @@ class DistillationConfig:
 
     alpha: float = 0.5  # 1.0 = hard labels only, 0.0 = soft labels only
     temperature: float = 2.0
+    class_balance: float = 0.0  # hard-label class weights freq**-power (0 = none, 0.5 = sqrt balancing)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -104,7 +131,8 @@ class DistillationLoss:
     def __call__(self, student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None) -> torch.Tensor:
         """Shape: student_logits (B, K, H, W), labels (B, H, W), teacher_logits (B, K, h, w) -> scalar."""
         alpha = self.config.alpha
-        loss = hard_label_loss(student_logits, labels) * alpha if alpha > 0 else student_logits.sum() * 0.0
+        loss = (hard_label_loss(student_logits, labels, class_balance=self.config.class_balance) * alpha
+                if alpha > 0 else student_logits.sum() * 0.0)
         if alpha < 1.0 and teacher_logits is not None:
             valid = labels != IGNORE_INDEX  # (B, H, W)
             loss = loss + (1.0 - alpha) * soft_label_loss(student_logits, teacher_logits, self.config.temperature, valid)

@@ -33,12 +33,16 @@ class OnlineConfig:
     batch_size: int = 8  # the new frame + replayed frames per step
     grad_clip: float = 5.0  # max gradient norm (0 = off)
     crop: tuple[int, int] = (96, 192)  # (height, width) of the random training crops; (0, 0) = whole frames
+    predict_bn: str = "running"  # batch norm when predicting: "running" statistics, or "frame" (normalise by the
+    # frame's own statistics and fold them into the running ones: teacher-free test-time adaptation)
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise ValueError(f"learner.lr must be > 0, got {self.lr}")
         if self.steps_per_label < 1 or self.batch_size < 1:
             raise ValueError(f"learner.steps_per_label and learner.batch_size must be >= 1, got {self.steps_per_label}, {self.batch_size}")
+        if self.predict_bn not in ("running", "frame"):
+            raise ValueError(f"online.predict_bn must be 'running' or 'frame', got {self.predict_bn!r}")
 
 
 def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -99,7 +103,7 @@ class OnlineLearner:
     @torch.inference_mode()
     def predict_logits(self, image: np.ndarray) -> torch.Tensor:
         """Shape: image (H, W, 3) uint8 -> logits (1, K, H, W)."""
-        self.model.eval()
+        self.model.train(self.config.predict_bn == "frame")
         return self.model(to_tensor(image[None], self.device))
 
     def predict(self, image: np.ndarray) -> np.ndarray:

@@ -34,10 +34,33 @@ from learners.monitor import DriftConfig, DriftMonitor
 from learners.online import OnlineConfig, OnlineLearner
 from learners.replay import ReplayConfig
 from learners.scheduler import SchedulerConfig, TeacherScheduler
+from perception.evaluator import confusion_update
+from perception.labels import IGNORE_INDEX, NUM_CLASSES
+from perception.metrics import mean_iou, pixel_accuracy
 from perception.teacher import TeacherOutput
 from stream.frame import Frame
 
 log = logging.getLogger(__name__)
+
+
+def frame_agreement(student: np.ndarray, teacher: np.ndarray) -> tuple[float, float]:
+    """Pixel agreement and mIoU of the student's labels against the teacher's on one frame.
+
+    Shape:
+        student (H, W) uint8, teacher (H, W) uint8 (255 = no label) -> (float, float)
+
+    Example:
+        >>> a = np.array([[0, 0, 1, 1]], np.uint8)
+        >>> frame_agreement(a, np.array([[0, 0, 1, 255]], np.uint8))
+        (1.0, 1.0)
+        >>> frame_agreement(a, np.array([[0, 1, 1, 1]], np.uint8))
+        (0.75, 0.5833333333333333)
+    """
+    cm = np.zeros((NUM_CLASSES, NUM_CLASSES + 1), np.int64)  # (C, C + 1)
+    confusion_update(cm, teacher, student, IGNORE_INDEX)
+    if cm.sum() == 0:
+        return 1.0, 1.0
+    return float(pixel_accuracy(cm)), float(mean_iou(cm))
 
 
 class TeacherClient(Protocol):
@@ -67,8 +90,11 @@ class StreamLearnerConfig:
     checkpoint_every: int = 600  # frames between checkpoints (0 = never)
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
     rate_event_change: float = 0.25  # log a teacher-rate event when the rate moved this much (relative)
+    agreement: str = "pixel"  # what the scheduler steers on: "pixel" accuracy or frame "miou" vs the teacher
 
     def __post_init__(self) -> None:
+        if self.agreement not in ("pixel", "miou"):
+            raise ValueError(f"learner.agreement must be 'pixel' or 'miou', got {self.agreement!r}")
         if self.teacher_latency < 0:
             raise ValueError(f"learner.teacher_latency must be >= 0, got {self.teacher_latency}")
         if self.checkpoint_every < 0:
@@ -175,11 +201,10 @@ class StreamLearner:
             if item.ticket is not None:
                 output = self.teacher.result(item.ticket)
                 teacher_labels = output.labels[0]  # (H, W) uint8
-                valid = teacher_labels != 255
-                agreement = float((item.prediction[valid] == teacher_labels[valid]).mean()) if valid.any() else 1.0
-                if self.monitor.update_disagreement(1.0 - agreement, item.frame.index):
+                pixel, miou = frame_agreement(item.prediction, teacher_labels)
+                if self.monitor.update_disagreement(1.0 - pixel, item.frame.index):
                     self._on_drift(item.frame.index, "disagreement", result)
-                self.scheduler.on_agreement(agreement)
+                self.scheduler.on_agreement(miou if self.config.agreement == "miou" else pixel)
                 metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime)
                 self._maybe_log_rate(item.frame.index, result)
                 result.losses.append(metrics["loss"])

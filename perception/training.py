@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from learners.losses import DistillationConfig, DistillationLoss
-from perception.nets import STUDENT_CONFIG, TEACHER_CONFIG, SegNet, count_macs, count_params
+from perception.nets import TEACHER_CONFIG, SegNet, count_macs, count_params
+from perception.student_nets import STUDENT_NETS, build_student_net
 from perception.weights import WEIGHTS_DIR, save_weights
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,13 @@ class StudentTrainingConfig:
     worlds: int = 12  # sim only: world seeds the frames come from
     alpha: float = 0.5  # hard/soft mix of the distillation loss
     temperature: float = 2.0
+    class_balance: float = 0.0  # hard-label class weights freq**-power (see learners.losses)
     workers: int = 0
+    net: str = "default"  # student architecture, a name in perception.student_nets.STUDENT_NETS
+
+    def __post_init__(self) -> None:
+        if self.net not in STUDENT_NETS:
+            raise ValueError(f"net: unknown student net {self.net!r} (choose one of: {', '.join(sorted(STUDENT_NETS))})")
 
 
 def _override(config: Any, overrides: list[str] | None) -> Any:
@@ -64,7 +71,12 @@ def _override(config: Any, overrides: list[str] | None) -> Any:
         key, _, raw = item.partition("=")
         if key not in hints:
             raise ConfigError(f"unknown training key {key!r} (keys: {', '.join(sorted(hints))})")
-        config = dataclasses.replace(config, **{key: _coerce(key, hints[key], raw)})
+        try:
+            config = dataclasses.replace(config, **{key: _coerce(key, hints[key], raw)})
+        except ValueError as error:  # a config's own validation
+            if isinstance(error, ConfigError):
+                raise
+            raise ConfigError(str(error)) from None
     return config
 
 
@@ -236,8 +248,9 @@ def train_student(out: str | Path | None = None, teacher: str = "sim", source: s
     log.info("teacher labelled %d frames in %.1f s", len(images), time.perf_counter() - t0)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
-        model = SegNet(STUDENT_CONFIG).to(dev)
-    loss_fn = DistillationLoss(DistillationConfig(alpha=config.alpha, temperature=config.temperature))
+        model = build_student_net(config.net).to(dev)
+    loss_fn = DistillationLoss(DistillationConfig(alpha=config.alpha, temperature=config.temperature,
+                                                  class_balance=config.class_balance))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
     model.train()
@@ -255,7 +268,8 @@ def train_student(out: str | Path | None = None, teacher: str = "sim", source: s
         if step % 500 == 0 or step == config.steps - 1:
             log.info("student step %d/%d loss %.4f (%.1f s)", step, config.steps, float(loss), time.perf_counter() - t1)
     model.eval()
-    save_weights(model, out, metadata={"seed": str(seed), "teacher": teacher, "source": source, "steps": str(config.steps)})
+    save_weights(model, out, metadata={"seed": str(seed), "teacher": teacher, "source": source, "steps": str(config.steps),
+                                       "net": config.net})
     return {"weights": str(out), "params": count_params(model), "macs": count_macs(model, images.shape[1], images.shape[2]),
             "frames": len(images), "train_s": round(time.perf_counter() - t1, 1), "device": str(dev)}
 

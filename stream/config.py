@@ -49,6 +49,13 @@ class TeacherConfig:
 class StudentConfig:
     weights: str = "default"  # default = the shipped clear-day student; "none" = random init; or a path
     device: str = "cpu"
+    net: str = "default"  # architecture: a name in perception.student_nets.STUDENT_NETS (default | fast)
+
+    def __post_init__(self) -> None:
+        from perception.student_nets import STUDENT_NETS
+
+        if self.net not in STUDENT_NETS:
+            raise ValueError(f"student.net: unknown student net {self.net!r} (choose one of: {', '.join(sorted(STUDENT_NETS))})")
 
 
 @dataclass(frozen=True)

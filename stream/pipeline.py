@@ -20,9 +20,10 @@ import torch
 from learners.stream_learner import EvalRecord, LocalTeacherClient, StepResult, StreamLearner, TeacherClient
 from perception.evaluator import EvaluatorConfig, StreamingEvaluator
 from perception.labels import CITYSCAPES_TO_CAMVID, CAMVID_CLASS_NAMES
-from perception.nets import STUDENT_CONFIG, SegNet, count_macs, count_params
+from perception.nets import count_macs, count_params
+from perception.student_nets import build_student_net
 from perception.weights import WEIGHTS_DIR, load_weights
-from stream.config import RunConfig
+from stream.config import ConfigError, RunConfig
 from stream.recorder import RunRecorder
 from stream.report import write_report
 from stream.sources import open_source
@@ -35,12 +36,15 @@ DRIFT_TOLERANCE = 60  # frames after a true shift within which a detection count
 
 
 def build_student(config: RunConfig) -> torch.nn.Module:
-    """The student network with its starting weights (``student.weights``)."""
+    """The student network (``student.net``) with its starting weights (``student.weights``)."""
     with torch.random.fork_rng():
         torch.manual_seed(config.run.seed)
-        model = SegNet(STUDENT_CONFIG)
+        model = build_student_net(config.student.net)
     weights = config.student.weights
     if weights == "default":
+        if config.student.net != "default":
+            raise ConfigError(f"student.weights=default is the shipped sim student (student.net=default); "
+                              f"give a weights path (or none) for student.net={config.student.net}")
         load_weights(model, STUDENT_WEIGHTS)
     elif weights != "none":
         load_weights(model, weights)
@@ -244,14 +248,19 @@ def progress_bar(total: int, enabled: bool):
     return tqdm(total=total, disable=not enabled, unit="frame", dynamic_ncols=True, mininterval=0.5)
 
 
-def run_local(config: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """Run the whole pipeline in this process; returns the summary (also in the run folder)."""
+def run_local(config: RunConfig, progress: bool = True, source: Source | None = None, teacher: Any = None) -> dict[str, Any]:
+    """Run the whole pipeline in this process; returns the summary (also in the run folder).
+
+    ``source`` and ``teacher``, when given, are used instead of the ones ``run.source`` and
+    ``teacher.spec`` name (e.g. several logs with their own options, or a teacher with a
+    non-default inference size); the run takes ownership of ``source`` and closes it.
+    """
     if config.run.torch_threads > 0:
         torch.set_num_threads(config.run.torch_threads)
     recorder = RunRecorder(config.run.out, config.to_json())
     session = RunSession(config, recorder)
-    source = build_source(config)
-    teacher = build_teacher(config)
+    source = build_source(config) if source is None else source
+    teacher = build_teacher(config) if teacher is None else teacher
     learner = build_learner(config, LocalTeacherClient(teacher), recorder.checkpoint_dir)
     evaluator = FrameEvaluator(config.evaluator, config.run.label_map)
     shape = None
