@@ -113,7 +113,7 @@ class DistillationConfig:
 
     alpha: float = 0.5  # 1.0 = hard labels only, 0.0 = soft labels only
     temperature: float = 2.0
-    class_balance: float = 0.0  # hard-label class weights freq**-power (0 = none, 0.5 = sqrt balancing)
+    class_balance: float = 0.5  # hard-label class weights freq**-power (0 = none, 0.5 = sqrt balancing)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:

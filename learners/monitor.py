@@ -39,7 +39,7 @@ class DriftConfig:
     input_threshold: float = 12.0  # Page-Hinkley lambda on the novelty score (tuned on sim tours: bench/drift.py)
     disagreement: bool = True  # watch student-teacher disagreement on labelled frames
     adwin_delta: float = 0.002  # ADWIN confidence
-    cooldown: int = 60  # frames after a drift during which new detections are folded in
+    cooldown: int = 100  # frames after a drift during which new detections are folded in
 
     def __post_init__(self) -> None:
         if self.cooldown < 0:

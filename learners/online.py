@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 class OnlineConfig:
     lr: float = 2e-3  # Adam learning rate
     weight_decay: float = 1e-5
-    steps_per_label: int = 2  # gradient steps for every teacher-labelled frame
+    steps_per_label: int = 3  # gradient steps for every teacher-labelled frame
+    catch_up_steps: int = 6  # steps instead while the student trails the teacher (after a drift); 0 = same
     batch_size: int = 8  # the new frame + replayed frames per step
     grad_clip: float = 5.0  # max gradient norm (0 = off)
     crop: tuple[int, int] = (96, 192)  # (height, width) of the random training crops; (0, 0) = whole frames
@@ -110,8 +111,10 @@ class OnlineLearner:
         """Shape: image (H, W, 3) uint8 -> labels (H, W) uint8."""
         return self.predict_logits(image)[0].argmax(0).to(torch.uint8).cpu().numpy()
 
-    def learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int) -> dict[str, float]:
-        """Store the labelled frame, then take ``steps_per_label`` steps on it plus replay.
+    def learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
+              catch_up: bool = False) -> dict[str, float]:
+        """Store the labelled frame, then take ``steps_per_label`` steps on it plus replay
+        (``catch_up_steps`` when ``catch_up``: the student trails the teacher).
 
         Shape:
             image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None
@@ -120,7 +123,8 @@ class OnlineLearner:
         self.replay.add(image, labels, small_logits, regime)
         total = 0.0
         self.model.train()
-        for _ in range(self.config.steps_per_label):
+        steps = self.config.catch_up_steps if catch_up and self.config.catch_up_steps > 0 else self.config.steps_per_label
+        for _ in range(steps):
             batch = self.replay.sample(self.config.batch_size - 1, current_regime=regime)
             images = np.stack([image] + [s.image for s in batch])  # (B, H, W, 3)
             targets = np.stack([labels] + [s.labels for s in batch])  # (B, H, W)
@@ -137,7 +141,7 @@ class OnlineLearner:
             self.optimizer.step()
             self.steps += 1
             total += float(loss.detach())
-        return {"loss": total / self.config.steps_per_label, "replay_size": float(len(self.replay))}
+        return {"loss": total / steps, "replay_size": float(len(self.replay))}
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Weights, optimiser moments and replay as flat tensors (for a safetensors checkpoint)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    min_rate: float = 0.03  # never ask less often than this
+    min_rate: float = 0.05  # never ask less often than this
     max_rate: float = 0.5  # never more often than this
     initial_rate: float = 0.1
     target_agreement: float = 0.9  # pixel agreement the rate steers towards
@@ -72,6 +72,13 @@ class TeacherScheduler:
         elif self.agreement > c.target_agreement + c.tolerance:
             self.rate = self._clip(self.rate * c.down)
         return self.rate
+
+    @property
+    def trailing(self) -> bool:
+        """Whether the student trails the teacher: no agreement measured since the last drift,
+        or the smoothed agreement is below the target's dead band."""
+        c = self.config
+        return self.agreement is None or self.agreement < c.target_agreement - c.tolerance
 
     def on_drift(self) -> float:
         """A drift was detected: ask at the highest rate until agreement recovers."""

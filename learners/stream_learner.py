@@ -205,7 +205,8 @@ class StreamLearner:
                 if self.monitor.update_disagreement(1.0 - pixel, item.frame.index):
                     self._on_drift(item.frame.index, "disagreement", result)
                 self.scheduler.on_agreement(miou if self.config.agreement == "miou" else pixel)
-                metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime)
+                metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime,
+                                             catch_up=self.scheduler.trailing)
                 self._maybe_log_rate(item.frame.index, result)
                 result.losses.append(metrics["loss"])
             result.records.append(

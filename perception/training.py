@@ -44,15 +44,15 @@ class TeacherTrainingConfig:
 
 @dataclass(frozen=True)
 class StudentTrainingConfig:
-    steps: int = 3000
+    steps: int = 6000
     batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 1e-5
-    frames: int = 3000  # frames labelled by the teacher once, then trained on
-    worlds: int = 12  # sim only: world seeds the frames come from
+    frames: int = 6000  # frames labelled by the teacher once, then trained on
+    worlds: int = 24  # sim only: world seeds the frames come from
     alpha: float = 0.5  # hard/soft mix of the distillation loss
     temperature: float = 2.0
-    class_balance: float = 0.0  # hard-label class weights freq**-power (see learners.losses)
+    class_balance: float = 0.5  # hard-label class weights freq**-power (see learners.losses)
     workers: int = 0
     net: str = "default"  # student architecture, a name in perception.student_nets.STUDENT_NETS
 
