@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 class OnlineConfig:
     lr: float = 2e-3  # Adam learning rate
     weight_decay: float = 1e-5
-    steps_per_label: int = 3  # gradient steps for every teacher-labelled frame
-    catch_up_steps: int = 6  # steps instead while the student trails the teacher (after a drift); 0 = same
+    steps_per_label: int = 4  # gradient steps for every teacher-labelled frame
+    catch_up_steps: int = 0  # steps instead while the student trails the teacher (after a drift); 0 = same
     batch_size: int = 8  # the new frame + replayed frames per step
     grad_clip: float = 5.0  # max gradient norm (0 = off)
     crop: tuple[int, int] = (96, 192)  # (height, width) of the random training crops; (0, 0) = whole frames

@@ -266,7 +266,7 @@ def train_student(out: str | Path | None = None, teacher: str = "sim", source: s
         optimizer.step()
         schedule.step()
         if step % 500 == 0 or step == config.steps - 1:
-            log.info("student step %d/%d loss %.4f (%.1f s)", step, config.steps, float(loss), time.perf_counter() - t1)
+            log.info("student step %d/%d loss %.4f (%.1f s)", step, config.steps, float(loss.detach()), time.perf_counter() - t1)
     model.eval()
     save_weights(model, out, metadata={"seed": str(seed), "teacher": teacher, "source": source, "steps": str(config.steps),
                                        "net": config.net})

@@ -65,6 +65,8 @@ class SegNetTeacher:
     @torch.inference_mode()
     def label(self, images: np.ndarray) -> TeacherOutput:
         """Shape: images (B, H, W, 3) uint8 -> labels (B, H, W), logits (B, 19, H/s, W/s)."""
+        if not images.flags.writeable:  # frames are read-only; torch wants writable memory
+            images = images.copy()
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)  # (B, H, W, 3)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
         logits = self.model(x)  # (B, 19, H, W)
