@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import resource
+import threading
 import time
 from collections import deque
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
+
+LEARNER_GONE = (RayActorError, ActorUnavailableError)  # died, or restarting after a death
 
 from learners.stream_learner import StepResult
 from perception.teacher import TeacherOutput
@@ -52,14 +56,93 @@ def ensure_ray(num_cpus: int | None = None) -> None:
                  log_to_driver=True, configure_logging=False)
 
 
+class PrefetchIterator:
+    """Iterates a source in a background thread, up to ``depth`` frames ahead of the reader.
+
+    Decoding (OpenCV releases the GIL) then overlaps with the reader's ``ray.put`` of the
+    previous frames. Frames come out in the source's order; an error raised by the source is
+    raised by ``next`` after the frames before it. ``stop()`` ends the thread (the source is
+    not closed: its owner closes it).
+
+    Example:
+        >>> it = PrefetchIterator(iter(range(5)), depth=2)
+        >>> list(it)
+        [0, 1, 2, 3, 4]
+        >>> def broken():
+        ...     yield 1
+        ...     raise ValueError("frame 1 is damaged")
+        >>> it = PrefetchIterator(broken(), depth=2)
+        >>> next(it)
+        1
+        >>> next(it)
+        Traceback (most recent call last):
+        ...
+        ValueError: frame 1 is damaged
+    """
+
+    _END = object()
+
+    def __init__(self, iterator: Any, depth: int) -> None:
+        if depth < 1:
+            raise ValueError(f"PrefetchIterator: depth must be >= 1, got {depth}")
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.stopped = threading.Event()
+        self.finished = False
+        self.thread = threading.Thread(target=self._run, args=(iterator,), name="ingest-prefetch", daemon=True)
+        self.thread.start()
+
+    def _offer(self, item: Any) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, iterator: Any) -> None:
+        try:
+            for item in iterator:
+                if not self._offer(item):
+                    return
+        except BaseException as error:  # handed to the reader, in order
+            self.error = error
+        self._offer(self._END)
+
+    def __iter__(self) -> "PrefetchIterator":
+        return self
+
+    def __next__(self) -> Any:
+        if self.finished:
+            raise StopIteration
+        item = self.queue.get()
+        if item is self._END:
+            self.finished = True
+            if self.error is not None:
+                raise self.error
+            raise StopIteration
+        return item
+
+    def stop(self) -> None:
+        """Stop the thread (frames already decoded are dropped)."""
+        self.stopped.set()
+        self.thread.join(timeout=5)
+
+
 @ray.remote(num_cpus=0)
 class IngestActor:
-    """Reads the source and puts each frame into the object store once."""
+    """Reads the source and puts each frame into the object store once.
 
-    def __init__(self, config: RunConfig):
+    ``prefetch`` > 0 decodes up to that many frames ahead in a background thread
+    (:class:`PrefetchIterator`), overlapping decoding with ``ray.put``; 0 decodes in ``read``.
+    """
+
+    def __init__(self, config: RunConfig, prefetch: int = 0):
         self.config = config
         self.source = build_source(config)
-        self.iterator = iter(self.source)
+        self.prefetcher = PrefetchIterator(iter(self.source), prefetch) if prefetch > 0 else None
+        self.iterator = self.prefetcher if self.prefetcher is not None else iter(self.source)
         self.done = False
 
     def read(self, count: int) -> list[tuple[ray.ObjectRef, int, str, tuple[int, int]]]:
@@ -86,6 +169,8 @@ class IngestActor:
         return list(self.source.true_shifts)
 
     def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.stop()
         self.source.close()
 
     def peak_rss_mb(self) -> float:
@@ -218,7 +303,7 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
         index, result_ref, windows_ref = in_flight.popleft()
         try:
             result = ray.get(result_ref)
-        except RayActorError:
+        except LEARNER_GONE:
             in_flight.appendleft((index, result_ref, windows_ref))
             recover()
             return
@@ -232,14 +317,22 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
             index, result_ref, windows_ref = in_flight[0]
             try:
                 result = ray.get(result_ref)
-            except RayActorError:
+            except LEARNER_GONE:
                 break
             in_flight.popleft()
             handle(result, windows_ref)
             bar.update(1)
         recorder.event({"kind": "actor_restart", "index": session.frames, "detector": "learner"})
         in_flight.clear()
-        resume = ray.get(learner.position.remote())
+        deadline = time.monotonic() + 120
+        while True:  # the restarted actor answers once its constructor restored the checkpoint
+            try:
+                resume = ray.get(learner.position.remote())
+                break
+            except LEARNER_GONE:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         for index in sorted(i for i in sent if i >= resume):
             result_ref, windows_ref = submit(sent[index])
             in_flight.append((index, result_ref, windows_ref))

@@ -65,7 +65,6 @@ class RunSection:
     seed: int = 0
     runner: str = "local"  # local | ray
     out: str = "runs/latest"  # the run folder
-    window: int = 100  # frames per line of metrics.jsonl
     torch_threads: int = 0  # 0 = torch's default in-process, 1 per actor under Ray
     max_in_flight: int = 8  # Ray: frames between ingest and learner at most
     realtime: bool = False  # pace a log by its timestamps (dropping frames when slow)

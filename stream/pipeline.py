@@ -283,6 +283,7 @@ def run_local(config: RunConfig, progress: bool = True, source: Source | None = 
         session.interrupted = True
         log.warning("interrupted: writing the summary of the %d frames done", session.frames)
         final = learner.flush()
+        session.on_step(final)
         session.on_windows(evaluator.update(final.records))
     finally:
         bar.close()

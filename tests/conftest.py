@@ -5,6 +5,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# One intra-op thread: the suite must not slow to a crawl when the machine's two cores are
+# shared (OpenMP threads spinning against another process), and results stay comparable.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

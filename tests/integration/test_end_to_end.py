@@ -23,7 +23,7 @@ SUMMARY_KEYS = {
 
 
 def short_config(tmp_path: Path, frames: int = 180, *extra: str):
-    return load_config(None, [f"run.frames={frames}", f"run.out={tmp_path / 'run'}", "run.window=30",
+    return load_config(None, [f"run.frames={frames}", f"run.out={tmp_path / 'run'}", "evaluator.window=30",
                               "learner.checkpoint_every=90", *extra])
 
 
@@ -92,5 +92,5 @@ def test_cli_run_prints_table_and_ctrl_c_still_writes_summary(tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["interrupted"] is True and 100 <= summary["frames"] < 3000
+    assert summary["interrupted"] is True and 0 < summary["frames"] < 3000
     assert "student mIoU" in stdout
