@@ -134,18 +134,26 @@ class PrefetchIterator:
 class IngestActor:
     """Reads the source and puts each frame into the object store once.
 
-    ``prefetch`` > 0 decodes up to that many frames ahead in a background thread
-    (:class:`PrefetchIterator`), overlapping decoding with ``ray.put``; 0 decodes in ``read``.
+    ``prefetch`` > 0 decodes up to that many frames ahead in a background thread started by
+    the first ``read`` (:class:`PrefetchIterator`), overlapping decoding with ``ray.put``;
+    0 (the default) decodes in ``read``.
     """
 
     def __init__(self, config: RunConfig, prefetch: int = 0):
+        if prefetch < 0:
+            raise ValueError(f"IngestActor: prefetch must be >= 0, got {prefetch}")
         self.config = config
         self.source = build_source(config)
-        self.prefetcher = PrefetchIterator(iter(self.source), prefetch) if prefetch > 0 else None
-        self.iterator = self.prefetcher if self.prefetcher is not None else iter(self.source)
+        self.prefetch = prefetch
+        self.prefetcher: PrefetchIterator | None = None
+        self.iterator: Any = None
         self.done = False
 
     def read(self, count: int) -> list[tuple[ray.ObjectRef, int, str, tuple[int, int]]]:
+        if self.iterator is None:
+            if self.prefetch > 0:
+                self.prefetcher = PrefetchIterator(iter(self.source), self.prefetch)
+            self.iterator = self.prefetcher or iter(self.source)
         out = []
         while len(out) < count and not self.done:
             try:
