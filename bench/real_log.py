@@ -86,8 +86,6 @@ TARGETS = {
     "espnetv2_960x704_png_miou": 0.55,
 }
 
-log = logging.getLogger("bench.real_log")
-
 
 def frame_key(image: np.ndarray) -> bytes:
     """A digest of a frame's pixels (and shape): the cache key of the teacher's answers."""
