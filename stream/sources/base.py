@@ -37,3 +37,24 @@ class Source(Protocol):
     def true_shifts(self) -> list[int]: ...
 
     def close(self) -> None: ...
+
+
+class IterateOnce:
+    """The iterate-once guard the log sources share: ``__iter__`` hands out the subclass's
+    ``_frames()`` generator one time, and refuses a closed source. Subclasses set
+    ``source_id``, ``_started = False`` and ``_closed = False`` in their constructor."""
+
+    source_id: str
+    _started: bool
+    _closed: bool
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._closed:
+            raise SourceError(f"{self.source_id}: the source is closed")
+        if self._started:
+            raise SourceError(f"{self.source_id}: a source can be iterated only once")
+        self._started = True
+        return self._frames()
+
+    def _frames(self) -> Iterator[Frame]:
+        raise NotImplementedError

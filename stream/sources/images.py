@@ -39,7 +39,7 @@ import numpy as np
 
 from perception.labels import LabelMap
 from stream.frame import Frame
-from stream.sources.base import SourceError
+from stream.sources.base import IterateOnce, SourceError
 from stream.sources.labelmaps import get_label_map
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def build_config(config_type: type, opts: Mapping[str, Any], where: str) -> Any:
     return config_type(**opts)
 
 
-class RecordedSource:
+class RecordedSource(IterateOnce):
     """Base of the recorded-log sources: counters, events, checks, and the Source contract.
 
     A subclass implements ``_frames()`` (a generator) and turns each decoded image into a
@@ -142,14 +142,6 @@ class RecordedSource:
         self._closed = False
 
     # --- the Source contract -------------------------------------------------------------
-    def __iter__(self) -> Iterator[Frame]:
-        if self._closed:
-            raise SourceError(f"{self.source_id}: the source is closed")
-        if self._started:
-            raise SourceError(f"{self.source_id}: a source can be iterated only once")
-        self._started = True
-        return self._frames()
-
     def stats(self) -> dict[str, int]:
         """Counters: frames_read, frames_skipped, frames_dropped, labels_missing, ..."""
         return dict(self._counts)

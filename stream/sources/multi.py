@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from stream.frame import Frame
-from stream.sources.base import Source, SourceError
+from stream.sources.base import IterateOnce, Source, SourceError
 from stream.sources.images import IMAGE_EXTENSIONS, ImageFolderConfig, natural_key
 from stream.sources.kitti import KittiConfig
 from stream.sources.rosbag import RosbagConfig
@@ -113,7 +113,7 @@ def _log_name(source: Source) -> str:
     return str(source.source_id).split(":", 1)[-1]
 
 
-class MultiSource:
+class MultiSource(IterateOnce):
     """Plays several sources one after the other as one run (see the module docstring).
 
     ``stats()`` sums the logs' counters and adds ``logs``. Closing it closes every log; a
@@ -146,14 +146,6 @@ class MultiSource:
             seen[name] = seen.get(name, 0) + 1
             out.append(name if seen[name] == 1 else f"{name}~{seen[name]}")
         return out
-
-    def __iter__(self) -> Iterator[Frame]:
-        if self._closed:
-            raise SourceError(f"{self.source_id}: the source is closed")
-        if self._started:
-            raise SourceError(f"{self.source_id}: a source can be iterated only once")
-        self._started = True
-        return self._frames()
 
     def _relay(self, source: Source, seen: int) -> int:
         """Copy the log's events appended since ``seen`` into ours; return the new count."""

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from stream.frame import Frame
-from stream.sources.base import Source, SourceError
+from stream.sources.base import IterateOnce, Source, SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class PacingConfig:
             raise SourceError(f"pacing policy must be one of {POLICIES}, got {self.policy!r}")
 
 
-class Paced:
+class Paced(IterateOnce):
     """A source replayed in (scaled) real time with a stated drop policy.
 
     Example:
@@ -108,14 +108,6 @@ class Paced:
         self._prev: tuple[float, float, str] | None = None  # (timestamp, deadline, source_id)
         self._started = False
         self._closed = False
-
-    def __iter__(self) -> Iterator[Frame]:
-        if self._closed:
-            raise SourceError(f"{self.source_id}: the source is closed")
-        if self._started:
-            raise SourceError(f"{self.source_id}: a source can be iterated only once")
-        self._started = True
-        return self._frames()
 
     def _relay(self) -> None:
         inner = self.source.events
