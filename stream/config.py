@@ -159,36 +159,51 @@ def _section_types(section: Any) -> dict[str, Any]:
     return typing.get_type_hints(type(section))
 
 
-def _replace(config: RunConfig, section_name: str, key: str, raw: Any) -> RunConfig:
+def _coerced_changes(config: RunConfig, changes: list[tuple[str, str, Any]]) -> dict[str, dict[str, Any]]:
+    """Check and coerce (section, key, raw value) triples; later ones win. Grouped by section."""
     sections = {f.name for f in dataclasses.fields(config)}
-    if section_name not in sections:
-        raise ConfigError(f"unknown config section {section_name!r} (sections: {', '.join(sorted(sections))})")
-    section = getattr(config, section_name)
-    types_ = _section_types(section)
-    if key not in types_:
-        raise ConfigError(f"unknown config key {section_name}.{key} (keys: {', '.join(sorted(types_))})")
-    value = _coerce(f"{section_name}.{key}", types_[key], raw)
-    try:
-        new_section = dataclasses.replace(section, **{key: value})
-    except ValueError as error:  # a component's own validation
-        raise ConfigError(str(error)) from None
-    return dataclasses.replace(config, **{section_name: new_section})
+    grouped: dict[str, dict[str, Any]] = {}
+    for section_name, key, raw in changes:
+        if section_name not in sections:
+            raise ConfigError(f"unknown config section {section_name!r} (sections: {', '.join(sorted(sections))})")
+        types_ = _section_types(getattr(config, section_name))
+        if key not in types_:
+            raise ConfigError(f"unknown config key {section_name}.{key} (keys: {', '.join(sorted(types_))})")
+        grouped.setdefault(section_name, {})[key] = _coerce(f"{section_name}.{key}", types_[key], raw)
+    return grouped
 
 
-def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply ``section.key=value`` strings in order."""
+def _apply(config: RunConfig, changes: list[tuple[str, str, Any]]) -> RunConfig:
+    """Apply all changes, each section at once, so a section validates its final values only
+    (``scheduler.min_rate=0.12`` with ``scheduler.initial_rate=0.12`` is fine in either order)."""
+    for section_name, values in _coerced_changes(config, changes).items():
+        try:
+            new_section = dataclasses.replace(getattr(config, section_name), **values)
+        except ValueError as error:  # a component's own validation
+            raise ConfigError(str(error)) from None
+        config = dataclasses.replace(config, **{section_name: new_section})
+    return config
+
+
+def _parse_overrides(overrides: list[str]) -> list[tuple[str, str, Any]]:
+    changes = []
     for item in overrides:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"--set {item!r}: expected section.key=value")
         dotted, raw = item.split("=", 1)
         section_name, key = dotted.strip().split(".", 1)
-        config = _replace(config, section_name, key, raw.strip())
-    return config
+        changes.append((section_name, key, raw.strip()))
+    return changes
+
+
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.key=value`` strings (later ones win; each section is validated once, at the end)."""
+    return _apply(config, _parse_overrides(overrides))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults, then the TOML file at ``path`` (if any), then ``overrides``."""
-    config = RunConfig()
+    changes: list[tuple[str, str, Any]] = []
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -200,6 +215,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         for section_name, values in data.items():
             if not isinstance(values, dict):
                 raise ConfigError(f"config file {path}: {section_name!r} must be a [section] table")
-            for key, raw in values.items():
-                config = _replace(config, section_name, key, raw)
-    return apply_overrides(config, overrides or [])
+            changes.extend((section_name, key, raw) for key, raw in values.items())
+    return _apply(RunConfig(), changes + _parse_overrides(overrides or []))

@@ -39,6 +39,18 @@ def test_overrides_are_type_checked_and_named():
         apply_overrides(RunConfig(), ["seed"])
 
 
+def test_a_section_is_validated_on_its_final_values():
+    # min_rate above the default initial_rate is fine once initial_rate follows, in either order
+    for order in (["scheduler.min_rate=0.12", "scheduler.initial_rate=0.12"],
+                  ["scheduler.initial_rate=0.12", "scheduler.min_rate=0.12"]):
+        cfg = apply_overrides(RunConfig(), order)
+        assert (cfg.scheduler.min_rate, cfg.scheduler.initial_rate) == (0.12, 0.12)
+    cfg = apply_overrides(RunConfig(), ["run.seed=1", "run.seed=2"])
+    assert cfg.run.seed == 2  # the later override wins
+    with pytest.raises(ConfigError, match="min_rate <= initial_rate"):
+        apply_overrides(RunConfig(), ["scheduler.min_rate=0.12"])
+
+
 def test_toml_file_then_overrides(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[run]\nframes = 50\nsource = "sim:clear"\n[scheduler]\nmax_rate = 0.3\n')
