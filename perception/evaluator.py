@@ -383,10 +383,11 @@ class StreamingEvaluator:
         return out
 
     def summary(self) -> dict[str, Any]:
-        """Overall metrics, per-class student IoU, and ``per_domain`` with the same keys."""
+        """Overall metrics, per-class student and teacher IoU, and ``per_domain`` with the same keys."""
         out = self._overall.metrics()
-        iou = iou_per_class(self._overall.cm[0])  # (C,)
-        out["student_class_iou"] = [_finite(v) for v in iou]
+        for pair in ("student", "teacher"):
+            iou = iou_per_class(self._overall.cm[PAIRS.index(pair)])  # (C,)
+            out[f"{pair}_class_iou"] = [_finite(v) for v in iou]
         out["per_domain"] = {name: scope.metrics() for name, scope in self._domains.items()}
         return out
 

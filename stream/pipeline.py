@@ -261,6 +261,7 @@ class RunSession:
             "student_pixel_acc": evaluation["student_pixel_acc"],
             "teacher_pixel_acc": evaluation["teacher_pixel_acc"],
             "student_class_iou": evaluation.get("student_class_iou"),
+            "teacher_class_iou": evaluation.get("teacher_class_iou"),
             "per_domain": per_domain,
             "drift_events": drifts,
             "true_shifts": true_shifts,
