@@ -46,9 +46,14 @@ def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor, ignore_i
                     class_balance: float = 0.0) -> torch.Tensor:
     """Cross-entropy against the teacher's argmax (or ground truth); ignored pixels skipped.
 
+    Logits on a coarser grid than the labels (a network's own output stride) are scored
+    against the labels sampled at that grid (nearest).
+
     Shape:
-        student_logits (B, K, H, W), labels (B, H, W) int64 -> scalar
+        student_logits (B, K, h, w), labels (B, H, W) int64 -> scalar
     """
+    if labels.shape[-2:] != student_logits.shape[-2:]:
+        labels = F.interpolate(labels[:, None].float(), size=student_logits.shape[-2:], mode="nearest")[:, 0].long()  # (B, h, w)
     if (labels != ignore_index).sum() == 0:
         return student_logits.sum() * 0.0
     weight = None

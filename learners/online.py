@@ -12,6 +12,7 @@ Example:
 """
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
@@ -29,13 +30,16 @@ log = logging.getLogger(__name__)
 class OnlineConfig:
     lr: float = 2e-3  # Adam learning rate
     weight_decay: float = 1e-5
-    steps_per_label: int = 4  # gradient steps for every teacher-labelled frame
+    steps_per_label: int = 12  # gradient steps for every teacher-labelled frame
     catch_up_steps: int = 0  # steps instead while the student trails the teacher (after a drift); 0 = same
     batch_size: int = 8  # the new frame + replayed frames per step
     grad_clip: float = 5.0  # max gradient norm (0 = off)
     crop: tuple[int, int] = (96, 192)  # (height, width) of the random training crops; (0, 0) = whole frames
     predict_bn: str = "running"  # batch norm when predicting: "running" statistics, or "frame" (normalise by the
     # frame's own statistics and fold them into the running ones: teacher-free test-time adaptation)
+    ema: float = 0.0  # predict with an exponential moving average of the weights, this decay per step (0 = off)
+    loss_grid: str = "net"  # where the training losses are taken: "net" = the network's own output grid
+    # (its coarse_logits, labels sampled there: a step costs about a third less) or "frame" = full size
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -44,6 +48,10 @@ class OnlineConfig:
             raise ValueError(f"learner.steps_per_label and learner.batch_size must be >= 1, got {self.steps_per_label}, {self.batch_size}")
         if self.predict_bn not in ("running", "frame"):
             raise ValueError(f"online.predict_bn must be 'running' or 'frame', got {self.predict_bn!r}")
+        if self.loss_grid not in ("net", "frame"):
+            raise ValueError(f"online.loss_grid must be 'net' or 'frame', got {self.loss_grid!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"online.ema must be in [0, 1), got {self.ema}")
 
 
 def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -78,6 +86,24 @@ class OnlineLearner:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.steps = 0
         self.rng = self.replay.rng  # one seeded generator for replay draws and crops
+        # the predictor: the trained model itself, or a moving average of its weights (online.ema)
+        self.average = copy.deepcopy(self.model).requires_grad_(False) if config.ema > 0 else None
+
+    @property
+    def predictor(self) -> nn.Module:
+        """The network that predicts frames: the moving average when ``ema`` > 0, else the model."""
+        return self.model if self.average is None else self.average
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """average <- ema * average + (1 - ema) * model, for weights and batch-norm statistics."""
+        if self.average is None:
+            return
+        for avg, new in zip(self.average.state_dict().values(), self.model.state_dict().values()):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(new, 1.0 - self.config.ema)
+            else:
+                avg.copy_(new)  # counters such as num_batches_tracked
 
     def _crop(self, images: np.ndarray, targets: np.ndarray, teacher: np.ndarray | None):
         """Random crops (one per sample), aligned to the teacher logits' grid.
@@ -101,11 +127,18 @@ class OnlineLearner:
                 out_s.append(teacher[b, :, top // stride : (top + ch) // stride, left // stride : (left + cw) // stride])
         return np.stack(out_i), np.stack(out_t), (np.stack(out_s) if teacher is not None else None)
 
+    def _training_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: x (B, 3, H, W) -> logits (B, K, H, W), or on the net's own grid (loss_grid "net")."""
+        if self.config.loss_grid == "net" and hasattr(self.model, "coarse_logits"):
+            return self.model.coarse_logits(x)
+        return self.model(x)
+
     @torch.inference_mode()
     def predict_logits(self, image: np.ndarray) -> torch.Tensor:
         """Shape: image (H, W, 3) uint8 -> logits (1, K, H, W)."""
-        self.model.train(self.config.predict_bn == "frame")
-        return self.model(to_tensor(image[None], self.device))
+        net = self.predictor
+        net.train(self.config.predict_bn == "frame")
+        return net(to_tensor(image[None], self.device))
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Shape: image (H, W, 3) uint8 -> labels (H, W) uint8."""
@@ -132,13 +165,14 @@ class OnlineLearner:
             soft = np.stack([small_logits] + [s.logits for s in batch]) if use_soft else None  # (B, K, h, w)
             images, targets, soft = self._crop(images, targets, soft)
             teacher = None if soft is None else torch.from_numpy(soft).to(self.device).float()  # (B, K, h', w')
-            out = self.model(to_tensor(images, self.device))  # (B, K, H', W')
+            out = self._training_logits(to_tensor(images, self.device))  # (B, K, h, w)
             loss = self.loss(out, torch.from_numpy(targets).to(self.device).long(), teacher)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
             self.optimizer.step()
+            self._update_average()
             self.steps += 1
             total += float(loss.detach())
         return {"loss": total / steps, "replay_size": float(len(self.replay))}
@@ -146,6 +180,8 @@ class OnlineLearner:
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Weights, optimiser moments and replay as flat tensors (for a safetensors checkpoint)."""
         out = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        if self.average is not None:
+            out.update({f"average.{k}": v.detach().cpu().contiguous() for k, v in self.average.state_dict().items()})
         opt = self.optimizer.state_dict()
         for pid, state in opt["state"].items():
             for key, value in state.items():
@@ -157,6 +193,9 @@ class OnlineLearner:
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_state, strict=True)
+        if self.average is not None:
+            average_state = {k[len("average."):]: v for k, v in tensors.items() if k.startswith("average.")}
+            self.average.load_state_dict(average_state or model_state, strict=True)
         opt = self.optimizer.state_dict()
         for key, value in tensors.items():
             if key.startswith("optim."):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    min_rate: float = 0.03  # never ask less often than this
+    min_rate: float = 0.05  # never ask less often than this
     max_rate: float = 0.5  # never more often than this
     initial_rate: float = 0.1
     target_agreement: float = 0.9  # pixel agreement the rate steers towards

@@ -122,9 +122,18 @@ class SegNet(nn.Module):
         top = F.interpolate(top, size=stem.shape[-2:], mode="bilinear", align_corners=False)
         return top + self.stem_lateral(stem)  # (B, D, H/2, W/2)
 
+    def coarse_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits on the network's own output grid, before the upsampling to the input size
+        (training losses there cost a fraction of full-size ones).
+
+        Shape:
+            x (B, 3, H, W) float in [0, 1] -> (B, num_classes, H/2, W/2)
+        """
+        return self.head(self.features(x))  # (B, K, H/2, W/2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Shape: x (B, 3, H, W) float in [0, 1] -> logits (B, num_classes, H, W)."""
-        logits = self.head(self.features(x))  # (B, K, H/2, W/2)
+        logits = self.coarse_logits(x)  # (B, K, H/2, W/2)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 

@@ -104,6 +104,14 @@ class FastSegNet(nn.Module):
             top = self.smooth[level](top + lateral)  # (B, D, h, w)
         return self.head(top)  # (B, K, H/4, W/4)
 
+    def coarse_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits on the network's own output grid (see :meth:`SegNet.coarse_logits`).
+
+        Shape:
+            x (B, 3, H, W) float in [0, 1] -> (B, num_classes, H/4, W/4)
+        """
+        return self.logits_stride4(x)  # (B, K, H/4, W/4)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Shape: x (B, 3, H, W) float in [0, 1] -> logits (B, num_classes, H, W).
 

@@ -1,0 +1,78 @@
+"""The online learner on its own: crops, the moving-average predictor, checkpoint tensors."""
+import numpy as np
+import pytest
+import torch
+
+from learners.online import OnlineConfig, OnlineLearner
+from perception.nets import STUDENT_CONFIG, SegNet
+
+
+def _learner(**kwargs) -> OnlineLearner:
+    torch.manual_seed(0)
+    return OnlineLearner(OnlineConfig(batch_size=2, crop=(16, 32), **kwargs), SegNet(STUDENT_CONFIG), seed=0)
+
+
+def _frame(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (32, 64, 3), dtype=np.uint8), rng.integers(0, 19, (32, 64), dtype=np.uint8)
+
+
+def test_moving_average_predictor_trails_the_trained_weights():
+    learner = _learner(ema=0.9)
+    assert learner.predictor is learner.average
+    before = [p.clone() for p in learner.average.parameters()]
+    for i in range(3):
+        learner.learn(*_frame(i), None, regime=0)
+    avg = list(learner.average.parameters())
+    new = list(learner.model.parameters())
+    moved = sum(float((a - b).abs().sum()) for a, b in zip(avg, before))
+    gap = sum(float((a - m).abs().sum()) for a, m in zip(avg, new))
+    assert moved > 0 and gap > 0  # it moved towards the model, but not all the way
+    assert not any(p.requires_grad for p in learner.average.parameters())
+    plain = _learner()
+    assert plain.average is None and plain.predictor is plain.model
+
+
+def test_moving_average_survives_a_checkpoint():
+    learner = _learner(ema=0.8)
+    for i in range(2):
+        learner.learn(*_frame(i), None, regime=0)
+    tensors = learner.state_tensors()
+    assert any(k.startswith("average.") for k in tensors)
+    restored = _learner(ema=0.8)
+    restored.load_state_tensors(tensors)
+    image, _ = _frame(5)
+    assert np.array_equal(restored.predict(image), learner.predict(image))
+    for a, b in zip(restored.average.state_dict().values(), learner.average.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_ema_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="online.ema"):
+        OnlineConfig(ema=1.0)
+
+
+def test_hard_loss_on_a_coarse_grid_scores_the_labels_sampled_there():
+    from learners.losses import hard_label_loss
+
+    labels = torch.randint(0, 19, (2, 8, 16))
+    labels[0, :2] = 255
+    coarse = torch.randn(2, 19, 4, 8)
+    expected = torch.nn.functional.cross_entropy(coarse, labels[:, ::2, ::2], ignore_index=255)
+    assert torch.allclose(hard_label_loss(coarse, labels), expected)
+
+
+@pytest.mark.parametrize("grid", ["net", "frame"])
+def test_both_loss_grids_train(grid):
+    learner = _learner(loss_grid=grid)
+    image, labels = _frame(0)
+    logits = np.random.default_rng(0).normal(size=(19, 8, 16)).astype(np.float32)  # the teacher at stride 4
+    first = learner.learn(image, labels, logits, regime=0)["loss"]
+    for _ in range(5):
+        last = learner.learn(image, labels, logits, regime=0)["loss"]
+    assert np.isfinite(first) and last < first
+
+
+def test_unknown_loss_grid_is_refused():
+    with pytest.raises(ValueError, match="online.loss_grid"):
+        OnlineConfig(loss_grid="half")
