@@ -215,13 +215,13 @@ def measure_ingest(path: Path, repeats: int = 3, batch: int = 16, prefetch: int 
     """Frames/s through one Ray IngestActor (driver gets every frame) vs a bare OpenCV loop.
 
     The actor decodes up to ``prefetch`` frames ahead in a thread started by its first
-    ``read``; the clock starts with that first read and stops when the driver holds the
-    last frame; two reads are kept in flight.
+    ``read``; each read's frames come back as one pack object. The clock starts with the
+    first read and stops when the driver holds the last frame; two reads are kept in flight.
     """
     import ray
 
     from bench.ingest import measure_opencv_fps
-    from stream.actors import IngestActor
+    from stream.actors import IngestActor, PackReader
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
@@ -238,8 +238,9 @@ def measure_ingest(path: Path, repeats: int = 3, batch: int = 16, prefetch: int 
                 if not items:
                     continue
                 pending.append(actor.read.remote(batch))  # the actor works on the next batches meanwhile
-                for frame in ray.get([item[0] for item in items]):
-                    frames += int(frame.image.shape[0] > 0)
+                packs = PackReader()
+                for pack_ref, slot, *_ in items:  # every frame of the read shares one pack object
+                    frames += int(packs.frame(pack_ref, slot).image.shape[0] > 0)
             seconds = time.perf_counter() - start
             ray.get(actor.close.remote())
             ray.kill(actor)

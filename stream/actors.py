@@ -1,9 +1,12 @@
 """The Ray runner: ingest, teacher, learner and evaluator actors (the only module importing ray
 besides the CLI).
 
-Each actor wraps the same plain class the in-process runner uses. A frame travels as one
-ObjectRef: the ingest actor puts it in the object store once, the learner and the teacher
-both read it by reference. The driver keeps at most ``run.max_in_flight`` frames between
+Each actor wraps the same plain class the in-process runner uses. Frames travel in packs: each
+``IngestActor.read`` puts the frames it decoded into the object store once, as one object (one
+ObjectRef per pack, not per frame: Ray's per-object cost, not the copy, limits a per-frame
+put to about the bare decode rate of a 960x540 video). The driver addresses a frame as
+(pack ref, slot); the learner and the teacher both read it from the pack by reference,
+without a copy, and the learner steps through a whole pack in one call. The driver keeps at most ``run.max_in_flight`` frames between
 ingest and learner (backpressure with ``ray.wait``-style bounded queues). The learner actor
 restarts after a crash (``max_restarts``) and restores its last checkpoint in its constructor;
 the driver then re-sends the frames since that checkpoint, and the evaluator and the recorder
@@ -11,6 +14,7 @@ skip what they already counted.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -43,7 +47,33 @@ from stream.recorder import RunRecorder
 log = logging.getLogger(__name__)
 
 
+FrameSlot = tuple[ray.ObjectRef, int, int, str, tuple[int, int]]
+"""How the driver holds a frame: (pack ref, slot in the pack, frame index, domain, (H, W))."""
+
+
+class PackReader:
+    """Resolves (pack ref, slot) to a frame, keeping the last pack (frames arrive in order).
+
+    Example:
+        >>> reader = PackReader(lambda ref: ["frame a", "frame b"])
+        >>> reader.frame("ref", 1), reader.frame("ref", 0)
+        ('frame b', 'frame a')
+    """
+
+    def __init__(self, get: Any = None) -> None:
+        self.get = get or ray.get
+        self.ref: Any = None
+        self.frames: list[Frame] = []
+
+    def frame(self, ref: Any, slot: int) -> Frame:
+        if self.ref is None or ref != self.ref:
+            self.frames, self.ref = self.get(ref), ref
+        return self.frames[slot]
+
+
 def _threads(config: RunConfig) -> None:
+    """Torch threads of this actor: ``run.torch_threads``, or one when it is 0 (several torch
+    processes with a thread per core each stall one another on a small machine)."""
     import torch
 
     torch.set_num_threads(config.run.torch_threads if config.run.torch_threads > 0 else 1)
@@ -132,7 +162,8 @@ class PrefetchIterator:
 
 @ray.remote(num_cpus=0)
 class IngestActor:
-    """Reads the source and puts each frame into the object store once.
+    """Reads the source and puts the frames of each ``read`` into the object store once, as one
+    pack (a list of :class:`Frame`); returns one :data:`FrameSlot` per frame.
 
     ``prefetch`` > 0 decodes up to that many frames ahead in a background thread started by
     the first ``read`` (:class:`PrefetchIterator`), overlapping decoding with ``ray.put``;
@@ -149,13 +180,14 @@ class IngestActor:
         self.iterator: Any = None
         self.done = False
 
-    def read(self, count: int) -> list[tuple[ray.ObjectRef, int, str, tuple[int, int]]]:
+    def read(self, count: int) -> list[FrameSlot]:
+        """Up to ``count`` frames, packed in one object; an empty list at the end of the stream."""
         if self.iterator is None:
             if self.prefetch > 0:
                 self.prefetcher = PrefetchIterator(iter(self.source), self.prefetch)
             self.iterator = self.prefetcher or iter(self.source)
-        out = []
-        while len(out) < count and not self.done:
+        frames: list[Frame] = []
+        while len(frames) < count and not self.done:
             try:
                 frame = next(self.iterator)
             except StopIteration:
@@ -164,8 +196,11 @@ class IngestActor:
             if frame.index >= self.config.run.frames:
                 self.done = True
                 break
-            out.append((ray.put(frame), frame.index, frame.domain, frame.shape))
-        return out
+            frames.append(frame)
+        if not frames:
+            return []
+        pack = ray.put(frames)
+        return [(pack, slot, frame.index, frame.domain, frame.shape) for slot, frame in enumerate(frames)]
 
     def stats(self) -> dict[str, int]:
         return self.source.stats()
@@ -193,8 +228,9 @@ class TeacherActor:
         _threads(config)
         self.teacher = build_teacher(config)
 
-    def label(self, frame: Frame) -> TeacherOutput:
-        return self.teacher.label(frame.image[None])
+    def label(self, pack: list[Frame], slot: int) -> TeacherOutput:
+        """Labels frame ``slot`` of a pack (Ray resolves the pack ref to the shared frames)."""
+        return self.teacher.label(pack[slot].image[None])
 
     def describe(self, height: int, width: int) -> dict[str, Any]:
         return {"params": self.teacher.params, "macs": self.teacher.macs(height, width),
@@ -205,13 +241,14 @@ class TeacherActor:
 
 
 class RayTeacherClient:
-    """The learner's view of a :class:`TeacherActor`: submit by ObjectRef, block on the answer."""
+    """The learner's view of a :class:`TeacherActor`: submit by (pack ref, slot), block on the answer."""
 
     def __init__(self, actor: Any):
         self.actor = actor
 
-    def submit(self, frame: Frame, handle: Any) -> ray.ObjectRef:
-        return self.actor.label.remote(handle)
+    def submit(self, frame: Frame, handle: tuple[ray.ObjectRef, int]) -> ray.ObjectRef:
+        pack, slot = handle
+        return self.actor.label.remote(pack, slot)
 
     def result(self, ticket: ray.ObjectRef) -> TeacherOutput:
         return ray.get(ticket)
@@ -224,12 +261,19 @@ class LearnerActor:
     def __init__(self, config: RunConfig, teacher: Any, checkpoint_dir: str):
         _threads(config)
         self.learner = build_learner(config, RayTeacherClient(teacher), checkpoint_dir)
+        self.packs = PackReader()
 
-    def step(self, wrapped: list[ray.ObjectRef]) -> tuple[StepResult, list]:
-        frame = ray.get(wrapped[0])
-        result = self.learner.step(frame, handle=wrapped[0])
-        records, result.records = result.records, []
-        return result, records
+    def step(self, wrapped: list[ray.ObjectRef], slots: list[int]) -> tuple[list[StepResult], list]:
+        """Frames ``slots`` of the pack in ``wrapped`` (a list, so Ray passes the ref unresolved),
+        in order: one call per pack keeps Ray's per-call cost off the per-frame path."""
+        results, records = [], []
+        for slot in slots:
+            frame = self.packs.frame(wrapped[0], slot)
+            result = self.learner.step(frame, handle=(wrapped[0], slot))
+            records.extend(result.records)
+            result.records = []
+            results.append(result)
+        return results, records
 
     def flush(self) -> tuple[StepResult, list]:
         result = self.learner.flush()
@@ -285,51 +329,61 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
     ingest = IngestActor.remote(config)
     actors = [ingest, teacher, learner, evaluator]
     window = max(1, config.run.max_in_flight)
-    sent: dict[int, ray.ObjectRef] = {}  # frames since the last checkpoint, for a learner restart
-    in_flight: deque[tuple[int, Any, Any]] = deque()
+    pack_size = max(1, window // 2)  # two packs in flight: the learner works on one, the next waits
+    sent: dict[int, tuple[ray.ObjectRef, int]] = {}  # frames since the last checkpoint, for a learner restart
+    in_flight: deque[tuple[list[int], Any, Any]] = deque()  # (frame indices, results ref, windows ref) per call
     asked: set[int] = set()
     shape: tuple[int, int] | None = None
     bar = progress_bar(config.run.frames, progress)
-    pending_frames: deque[tuple[ray.ObjectRef, int, str, tuple[int, int]]] = deque()
-    next_read = ingest.read.remote(window)
+    pending_packs: deque[list[FrameSlot]] = deque()
+    next_read = ingest.read.remote(pack_size)
 
-    def handle(result: StepResult, windows_ref: Any) -> None:
-        if result.asked_teacher:
-            asked.add(result.index)
-        session.on_step(result)
-        for event in result.events:
-            if event.get("kind") == "checkpoint":
-                for index in [i for i in sent if i <= event["index"]]:
-                    del sent[index]
+    def fits() -> bool:
+        """Whether the next pack can go to the learner without passing ``window`` frames in flight."""
+        if not pending_packs:
+            return False
+        in_learner = sum(len(indices) for indices, _, _ in in_flight)
+        return in_learner + len(pending_packs[0]) <= max(window, pack_size)
+
+    def handle(results: list[StepResult], windows_ref: Any) -> None:
+        for result in results:
+            if result.asked_teacher:
+                asked.add(result.index)
+            session.on_step(result)
+            for event in result.events:
+                if event.get("kind") == "checkpoint":
+                    for index in [i for i in sent if i <= event["index"]]:
+                        del sent[index]
         session.on_windows(ray.get(windows_ref))
 
-    def submit(frame_ref: ray.ObjectRef) -> tuple[Any, Any]:
-        result_ref, records_ref = learner.step.options(num_returns=2).remote([frame_ref])
-        return result_ref, evaluator.update.remote(records_ref)
+    def submit(pack_ref: ray.ObjectRef, indices: list[int]) -> None:
+        slots = [sent[index][1] for index in indices]
+        results_ref, records_ref = learner.step.options(num_returns=2).remote([pack_ref], slots)
+        in_flight.append((indices, results_ref, evaluator.update.remote(records_ref)))
 
     def drain_one() -> None:
-        index, result_ref, windows_ref = in_flight.popleft()
+        indices, results_ref, windows_ref = in_flight[0]
         try:
-            result = ray.get(result_ref)
+            results = ray.get(results_ref)
         except LEARNER_GONE:
-            in_flight.appendleft((index, result_ref, windows_ref))
             recover()
             return
-        handle(result, windows_ref)
-        bar.update(1)
+        in_flight.popleft()
+        handle(results, windows_ref)
+        bar.update(len(results))
 
     def recover() -> None:
         """The learner died: wait for its restart, then re-send what its checkpoint lacks."""
         log.warning("learner actor died; restarting from its last checkpoint")
         while in_flight:  # results that were done before the crash still count
-            index, result_ref, windows_ref = in_flight[0]
+            indices, results_ref, windows_ref = in_flight[0]
             try:
-                result = ray.get(result_ref)
+                results = ray.get(results_ref)
             except LEARNER_GONE:
                 break
             in_flight.popleft()
-            handle(result, windows_ref)
-            bar.update(1)
+            handle(results, windows_ref)
+            bar.update(len(results))
         recorder.event({"kind": "actor_restart", "index": session.frames, "detector": "learner"})
         in_flight.clear()
         deadline = time.monotonic() + 120
@@ -341,40 +395,42 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        for index in sorted(i for i in sent if i >= resume):
-            result_ref, windows_ref = submit(sent[index])
-            in_flight.append((index, result_ref, windows_ref))
+        redo = sorted(i for i in sent if i >= resume)
+        for _, group in itertools.groupby(redo, key=lambda i: sent[i][0]):  # one call per pack, in order
+            indices = list(group)
+            submit(sent[indices[0]][0], indices)
 
     try:
         reading = True
-        while reading or pending_frames or in_flight:
-            if reading and len(pending_frames) < window:
-                batch = ray.get(next_read)
-                if batch:
-                    pending_frames.extend(batch)
-                    next_read = ingest.read.remote(window)
+        while reading or pending_packs or in_flight:
+            if reading and len(pending_packs) < 2:
+                items = ray.get(next_read)
+                if items:
+                    pending_packs.append(items)
+                    next_read = ingest.read.remote(pack_size)
                 else:
                     reading = False
-            while pending_frames and len(in_flight) < window:
-                frame_ref, index, domain, frame_shape = pending_frames.popleft()
-                shape = shape or frame_shape
-                session.on_frame(index, domain)
-                sent[index] = frame_ref
-                result_ref, windows_ref = submit(frame_ref)
-                in_flight.append((index, result_ref, windows_ref))
-                if crash_learner_at is not None and index == crash_learner_at:
+            while fits():
+                items = pending_packs.popleft()
+                for pack_ref, slot, index, domain, frame_shape in items:
+                    shape = shape or frame_shape
+                    session.on_frame(index, domain)
+                    sent[index] = (pack_ref, slot)
+                indices = [item[2] for item in items]
+                submit(items[0][0], indices)
+                if crash_learner_at is not None and indices[0] <= crash_learner_at <= indices[-1]:
                     crash_learner_at = None
                     learner.crash.remote()
-            if in_flight and (len(in_flight) >= window or not pending_frames):
+            if in_flight and not (reading and len(pending_packs) < 2):  # full, or nothing left to read
                 drain_one()
         result, records = learner.flush.options(num_returns=2).remote()
-        handle(ray.get(result), evaluator.update.remote(records))
+        handle([ray.get(result)], evaluator.update.remote(records))
     except KeyboardInterrupt:
         session.interrupted = True
         log.warning("interrupted: stopping the actors, writing the summary of the frames done")
         try:
             result, records = learner.flush.options(num_returns=2).remote()
-            handle(ray.get(result, timeout=60), evaluator.update.remote(records))
+            handle([ray.get(result, timeout=60)], evaluator.update.remote(records))
         except Exception as error:  # a second Ctrl-C or a dead actor: keep what we have
             log.error("could not flush the learner: %s", error)
     finally:
