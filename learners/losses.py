@@ -79,11 +79,11 @@ def soft_label_loss(
     Shape:
         student_logits (B, K, H, W), teacher_logits (B, K, h, w), valid (B, H, W) bool -> scalar
     """
-    if teacher_logits.shape[-2:] != student_logits.shape[-2:]:
-        size = teacher_logits.shape[-2:]
+    size = teacher_logits.shape[-2:]
+    if student_logits.shape[-2:] != size:
         student_logits = F.adaptive_avg_pool2d(student_logits, size)  # (B, K, h, w)
-        if valid is not None:
-            valid = F.adaptive_avg_pool2d(valid[:, None].float(), size)[:, 0] > 0.5  # (B, h, w)
+    if valid is not None and valid.shape[-2:] != size:  # the mask is at frame size, the logits may not be
+        valid = F.adaptive_avg_pool2d(valid[:, None].float(), size)[:, 0] > 0.5  # (B, h, w)
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)  # (B, K, H, W)
     p_teacher = F.softmax(teacher_logits / temperature, dim=1)  # (B, K, H, W)
     kl = (p_teacher * (torch.log(p_teacher.clamp_min(1e-8)) - log_p_student)).sum(1)  # (B, H, W)

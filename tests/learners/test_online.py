@@ -76,3 +76,14 @@ def test_both_loss_grids_train(grid):
 def test_unknown_loss_grid_is_refused():
     with pytest.raises(ValueError, match="online.loss_grid"):
         OnlineConfig(loss_grid="half")
+
+
+def test_soft_loss_with_teacher_logits_on_the_student_grid_and_a_full_size_mask():
+    from learners.losses import DistillationConfig, DistillationLoss
+
+    coarse = torch.randn(2, 19, 8, 16, requires_grad=True)  # the student's own grid (stride 2)
+    teacher = torch.randn(2, 19, 8, 16)  # the teacher on the same grid
+    labels = torch.randint(0, 19, (2, 16, 32))  # the frame size
+    loss = DistillationLoss(DistillationConfig(alpha=0.5))(coarse, labels, teacher)
+    loss.backward()
+    assert torch.isfinite(loss) and coarse.grad is not None
