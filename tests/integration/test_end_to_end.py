@@ -84,7 +84,9 @@ def test_cli_run_prints_table_and_ctrl_c_still_writes_summary(tmp_path):
     # one torch thread: beside the test process (and a loaded CI machine) two would stall each other
     proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "run", "--frames", "3000", "--out", str(out), "--no-progress",
                              "--set", "run.torch_threads=1"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job inherits SIGINT ignored; a user's terminal does not
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not (metrics.exists() and metrics.read_text().count("\n") >= 1):
