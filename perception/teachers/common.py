@@ -159,6 +159,8 @@ def images_to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> 
         images (B, H, W, 3) uint8 -> (B, 3, H, W) float32
     """
     check_images(images)
+    if not images.flags.writeable:  # frames are read-only (and shared, under Ray); torch wants its own memory
+        images = images.copy()
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # (B, H, W, 3) uint8
     return x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
 

@@ -24,7 +24,7 @@ def test_moving_average_predictor_trails_the_trained_weights():
     for i in range(3):
         learner.learn(*_frame(i), None, regime=0)
     avg = list(learner.average.parameters())
-    new = list(learner.model.parameters())
+    new = [p.detach() for p in learner.model.parameters()]
     moved = sum(float((a - b).abs().sum()) for a, b in zip(avg, before))
     gap = sum(float((a - m).abs().sum()) for a, m in zip(avg, new))
     assert moved > 0 and gap > 0  # it moved towards the model, but not all the way
