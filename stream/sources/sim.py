@@ -24,12 +24,12 @@ from typing import Any, Iterator
 from sim.schedule import Schedule
 from sim.world import CameraImage, SimConfig, World
 from stream.frame import Frame
-from stream.sources.base import SourceError
+from stream.sources.base import IterateOnce, SourceError
 
 log = logging.getLogger(__name__)
 
 
-class SimSource:
+class SimSource(IterateOnce):
     """Frames from the built-in simulator along a schedule of weathers and towns.
 
     Args:
@@ -91,14 +91,6 @@ class SimSource:
     def close(self) -> None:
         self._closed = True
         self._world = None
-
-    def __iter__(self) -> Iterator[Frame]:
-        if self._started:
-            raise SourceError(f"{self.source_id}: a SimSource can be iterated only once; make a new one")
-        if self._closed:
-            raise SourceError(f"{self.source_id}: the source is closed")
-        self._started = True
-        return self._frames()
 
     def _frames(self) -> Iterator[Frame]:
         sched = self.schedule
