@@ -6,7 +6,8 @@ Target (issue 2): the Ray runner's fps at least 0.9 x the in-process runner's. T
 includes actor start-up but not ``ray.init`` (measured and printed separately). Last line: one
 JSON object with the figures. ``same_metrics`` holds only when both runners give torch the
 same number of threads (``--set run.torch_threads=1``): by default the in-process runner uses
-torch's default and each actor one thread, and float sums in another order drift apart.
+torch's default, each actor one thread and the learner actor every core for its gradient
+steps, and float sums in another order drift apart.
 """
 from __future__ import annotations
 

@@ -12,9 +12,11 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -54,6 +56,29 @@ class OnlineConfig:
             raise ValueError(f"online.ema must be in [0, 1), got {self.ema}")
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads (0 = leave the setting alone).
+
+    Example:
+        >>> before = torch.get_num_threads()
+        >>> with torch_threads(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    if count <= 0 or count == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 RGB batch to float [0, 1] NCHW.
 
@@ -85,6 +110,9 @@ class OnlineLearner:
         self.replay = ReplayBuffer(replay, seed=seed)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.steps = 0
+        # torch threads for gradient steps only (0 = torch's setting); the Ray learner actor predicts
+        # with one thread and trains with more (see stream.actors)
+        self.train_threads = 0
         self.rng = self.replay.rng  # one seeded generator for replay draws and crops
         # the predictor: the trained model itself, or a moving average of its weights (online.ema)
         self.average = copy.deepcopy(self.model).requires_grad_(False) if config.ema > 0 else None
@@ -152,6 +180,11 @@ class OnlineLearner:
         Shape:
             image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None
         """
+        with torch_threads(self.train_threads):
+            return self._learn(image, labels, logits, regime, catch_up)
+
+    def _learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
+               catch_up: bool) -> dict[str, float]:
         small_logits = None if logits is None else logits.astype(np.float16)
         self.replay.add(image, labels, small_logits, regime)
         total = 0.0

@@ -79,6 +79,20 @@ def _threads(config: RunConfig) -> None:
     torch.set_num_threads(config.run.torch_threads if config.run.torch_threads > 0 else 1)
 
 
+def learner_train_threads(config: RunConfig) -> int:
+    """Torch threads of the learner actor's gradient steps: ``run.torch_threads``, or every core
+    when it is 0. Training is the pipeline's critical path and its batches split well over
+    threads; the learner's per-frame prediction (batch 1, small kernels) stays on one thread,
+    where a second one only waits on the other actors sharing the cores.
+
+    Example:
+        >>> from stream.config import load_config
+        >>> learner_train_threads(load_config(None, ["run.torch_threads=3"]))
+        3
+    """
+    return config.run.torch_threads if config.run.torch_threads > 0 else max(1, os.cpu_count() or 1)
+
+
 def ensure_ray(num_cpus: int | None = None) -> None:
     """Start a local Ray instance unless one is running (tests share one per session)."""
     if not ray.is_initialized():
@@ -261,6 +275,7 @@ class LearnerActor:
     def __init__(self, config: RunConfig, teacher: Any, checkpoint_dir: str):
         _threads(config)
         self.learner = build_learner(config, RayTeacherClient(teacher), checkpoint_dir)
+        self.learner.learner.train_threads = learner_train_threads(config)
         self.packs = PackReader()
 
     def step(self, wrapped: list[ray.ObjectRef], slots: list[int]) -> tuple[list[StepResult], list]:

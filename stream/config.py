@@ -65,7 +65,8 @@ class RunSection:
     seed: int = 0
     runner: str = "local"  # local | ray
     out: str = "runs/latest"  # the run folder
-    torch_threads: int = 0  # 0 = torch's default in-process, 1 per actor under Ray
+    torch_threads: int = 0  # 0 = torch's default in-process; under Ray one per actor, and every core
+    # for the learner's gradient steps
     max_in_flight: int = 8  # Ray: frames between ingest and learner at most
     realtime: bool = False  # pace a log by its timestamps (dropping frames when slow)
     label_map: str = ""  # evaluate in another label set (e.g. camvid); empty = canonical
