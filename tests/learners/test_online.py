@@ -87,3 +87,23 @@ def test_soft_loss_with_teacher_logits_on_the_student_grid_and_a_full_size_mask(
     loss = DistillationLoss(DistillationConfig(alpha=0.5))(coarse, labels, teacher)
     loss.backward()
     assert torch.isfinite(loss) and coarse.grad is not None
+
+
+def test_train_threads_apply_to_gradient_steps_only():
+    seen = []
+    learner = _learner()
+    original = learner._learn
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    learner._learn = spy
+    before = torch.get_num_threads()
+    learner.train_threads = before + 1
+    metrics = learner.learn(*_frame(0), None, regime=0)
+    assert seen == [before + 1] and torch.get_num_threads() == before  # restored after the steps
+    assert np.isfinite(metrics["loss"])
+    learner.train_threads = 0  # 0 leaves torch's setting alone
+    learner.learn(*_frame(1), None, regime=0)
+    assert seen[-1] == before
