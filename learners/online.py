@@ -24,6 +24,7 @@ from torch import nn
 
 from learners.losses import DistillationConfig, DistillationLoss
 from learners.replay import ReplayBuffer, ReplayConfig
+from perception.teachers.common import images_to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -68,27 +69,15 @@ def torch_threads(count: int) -> Iterator[None]:
         >>> torch.get_num_threads() == before
         True
     """
-    if count <= 0 or count == torch.get_num_threads():
+    before = torch.get_num_threads()
+    if count <= 0 or count == before:
         yield
         return
-    before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 RGB batch to float [0, 1] NCHW.
-
-    Shape:
-        images (B, H, W, 3) uint8 -> (B, 3, H, W) float32
-    """
-    if not images.flags.writeable:  # frames are read-only; torch wants to own writable memory
-        images = images.copy()
-    tensor = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # (B, H, W, 3)
-    return tensor.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
 
 
 class OnlineLearner:
@@ -166,7 +155,7 @@ class OnlineLearner:
         """Shape: image (H, W, 3) uint8 -> logits (1, K, H, W)."""
         net = self.predictor
         net.train(self.config.predict_bn == "frame")
-        return net(to_tensor(image[None], self.device))
+        return net(images_to_tensor(image[None], self.device))
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Shape: image (H, W, 3) uint8 -> labels (H, W) uint8."""
@@ -198,7 +187,7 @@ class OnlineLearner:
             soft = np.stack([small_logits] + [s.logits for s in batch]) if use_soft else None  # (B, K, h, w)
             images, targets, soft = self._crop(images, targets, soft)
             teacher = None if soft is None else torch.from_numpy(soft).to(self.device).float()  # (B, K, h', w')
-            out = self._training_logits(to_tensor(images, self.device))  # (B, K, h, w)
+            out = self._training_logits(images_to_tensor(images, self.device))  # (B, K, h, w)
             loss = self.loss(out, torch.from_numpy(targets).to(self.device).long(), teacher)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -376,29 +376,28 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
         results_ref, records_ref = learner.step.options(num_returns=2).remote([pack_ref], slots)
         in_flight.append((indices, results_ref, evaluator.update.remote(records_ref)))
 
-    def drain_one() -> None:
-        indices, results_ref, windows_ref = in_flight[0]
-        try:
-            results = ray.get(results_ref)
-        except LEARNER_GONE:
-            recover()
-            return
+    def finish_oldest() -> None:
+        """Count the oldest learner call's results (raises ``LEARNER_GONE`` if the learner died first)."""
+        _, results_ref, windows_ref = in_flight[0]
+        results = ray.get(results_ref)
         in_flight.popleft()
         handle(results, windows_ref)
         bar.update(len(results))
+
+    def drain_one() -> None:
+        try:
+            finish_oldest()
+        except LEARNER_GONE:
+            recover()
 
     def recover() -> None:
         """The learner died: wait for its restart, then re-send what its checkpoint lacks."""
         log.warning("learner actor died; restarting from its last checkpoint")
         while in_flight:  # results that were done before the crash still count
-            indices, results_ref, windows_ref = in_flight[0]
             try:
-                results = ray.get(results_ref)
+                finish_oldest()
             except LEARNER_GONE:
                 break
-            in_flight.popleft()
-            handle(results, windows_ref)
-            bar.update(len(results))
         recorder.event({"kind": "actor_restart", "index": session.frames, "detector": "learner"})
         in_flight.clear()
         deadline = time.monotonic() + 120
