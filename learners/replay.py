@@ -60,7 +60,11 @@ class ReplayBuffer:
         return counts
 
     def add(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int) -> None:
-        """Store one labelled frame (copies nothing: arrays are read-only upstream)."""
+        """Store one labelled frame. An image that is a view of memory someone else owns (a
+        frame ring's slot, a Ray object-store pack) is copied: the buffer outlives the frame."""
+        if image.base is not None:
+            image = image.copy()  # (H, W, 3) uint8
+            image.setflags(write=False)
         if len(self.samples) >= self.config.capacity:
             counts = self.regime_counts()
             largest = max(counts.values())

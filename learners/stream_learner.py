@@ -188,6 +188,12 @@ class StreamLearner:
             result.events.append(self.save_checkpoint())
         return result
 
+    @property
+    def oldest_unfinished(self) -> int:
+        """The index of the oldest frame the learner still holds (waiting on its teacher
+        answer); ``next_index`` when it holds none."""
+        return self.pending[0].frame.index if self.pending else self.next_index
+
     def flush(self) -> StepResult:
         """Apply every pending teacher answer (end of stream)."""
         result = StepResult(index=self.next_index - 1, asked_teacher=False, teacher_rate=self.scheduler.rate)

@@ -33,6 +33,7 @@ from learners.stream_learner import StepResult
 from perception.teacher import TeacherOutput
 from stream.config import RunConfig
 from stream.frame import Frame
+from stream.framering import FrameRing, RingFrame, RingReaders, ring_path
 from stream.pipeline import (
     FrameEvaluator,
     RunSession,
@@ -54,6 +55,9 @@ FrameSlot = tuple[ray.ObjectRef, int, int, str, tuple[int, int]]
 class PackReader:
     """Resolves (pack ref, slot) to a frame, keeping the last pack (frames arrive in order).
 
+    A pack holds :class:`Frame` s (object-store transport) or :class:`RingFrame` s, whose
+    images are read from their frame ring without a copy (ring transport).
+
     Example:
         >>> reader = PackReader(lambda ref: ["frame a", "frame b"])
         >>> reader.frame("ref", 1), reader.frame("ref", 0)
@@ -63,12 +67,25 @@ class PackReader:
     def __init__(self, get: Any = None) -> None:
         self.get = get or ray.get
         self.ref: Any = None
-        self.frames: list[Frame] = []
+        self.frames: list[Any] = []
+        self.rings = RingReaders()
 
-    def frame(self, ref: Any, slot: int) -> Frame:
+    def record(self, ref: Any, slot: int) -> Any:
+        """What the pack holds at ``slot``: a Frame or a RingFrame."""
         if self.ref is None or ref != self.ref:
             self.frames, self.ref = self.get(ref), ref
         return self.frames[slot]
+
+    def frame(self, ref: Any, slot: int) -> Frame:
+        item = self.record(ref, slot)
+        return item.resolve(self.rings) if isinstance(item, RingFrame) else item
+
+    def release(self, ref: Any, slot: int) -> None:
+        """Give back the ring slots up to and including this frame's (for a consumer that
+        finishes frames in order); nothing for an object-store frame."""
+        item = self.record(ref, slot)
+        if isinstance(item, RingFrame) and item.ring is not None:
+            self.rings.get(item.ring).release(item.seq + 1)
 
 
 def _threads(config: RunConfig) -> None:
@@ -174,33 +191,93 @@ class PrefetchIterator:
         self.thread.join(timeout=5)
 
 
+def ring_slots(config: RunConfig) -> int:
+    """Slots of the ingest actor's frame ring: ``run.ring_slots``, or enough for the frames the
+    driver, the learner (in flight and waiting on teacher answers) and the decoder hold at once.
+
+    Example:
+        >>> from stream.config import load_config
+        >>> ring_slots(load_config(None, []))
+        35
+    """
+    if config.run.ring_slots > 0:
+        return config.run.ring_slots
+    return 2 * max(1, config.run.max_in_flight) + config.learner.teacher_latency + 16
+
+
+def resolve_transport(config: RunConfig) -> str:
+    """``run.transport`` made concrete: ``auto`` is the frame ring on a one-machine Ray
+    cluster, except for paced (``--realtime``) logs, and the object store otherwise (a ring
+    lives in one machine's shared memory; a crashed learner's frames are read again from the
+    source, which a paced log, dropping by the clock, cannot repeat)."""
+    transport = config.run.transport
+    if transport == "auto":
+        return "ring" if len(ray.nodes()) == 1 and not config.run.realtime else "object_store"
+    return transport
+
+
 @ray.remote(num_cpus=0)
 class IngestActor:
     """Reads the source and puts the frames of each ``read`` into the object store once, as one
-    pack (a list of :class:`Frame`); returns one :data:`FrameSlot` per frame.
+    pack; returns one :data:`FrameSlot` per frame.
 
-    ``prefetch`` > 0 decodes up to that many frames ahead in a background thread started by
-    the first ``read`` (:class:`PrefetchIterator`), overlapping decoding with ``ray.put``;
-    0 (the default) decodes in ``read``.
+    ``transport="object_store"``: the pack is a list of :class:`Frame`. ``"ring"``: images go
+    into a shared-memory :class:`FrameRing` (the source decodes straight into its slots) and
+    the pack is a list of :class:`RingFrame`; whoever finishes frames in order releases their
+    slots (the learner actor). ``prefetch`` > 0 decodes up to that many frames ahead in a
+    background thread started by the first ``read`` (:class:`PrefetchIterator`); the ring
+    always decodes ahead, as far as its free slots allow.
     """
 
-    def __init__(self, config: RunConfig, prefetch: int = 0):
+    def __init__(self, config: RunConfig, prefetch: int = 0, transport: str = "object_store", ring: str | None = None):
         if prefetch < 0:
             raise ValueError(f"IngestActor: prefetch must be >= 0, got {prefetch}")
+        if transport not in ("object_store", "ring"):
+            raise ValueError(f"IngestActor: transport must be object_store or ring, got {transport!r}")
         self.config = config
         self.source = build_source(config)
         self.prefetch = prefetch
+        self.transport = transport
+        self.ring_path = ring  # the ring's file (None: a fresh name)
+        self.ring: FrameRing | None = None
         self.prefetcher: PrefetchIterator | None = None
         self.iterator: Any = None
         self.done = False
 
+    def _claim(self, height: int, width: int) -> Any:
+        """The source's image sink: the next ring slot (the ring is made for the first frame)."""
+        if self.ring is None:
+            self.ring = FrameRing.create(ring_slots(self.config), height * width * 3, self.ring_path)
+        claimed = self.ring.claim(height, width)
+        if claimed is None:
+            return None
+        self._last_claim = claimed
+        return claimed[1]
+
+    def _ring_records(self) -> Any:
+        """The source's frames as RingFrames, their images in ring slots."""
+        self._last_claim: tuple[int, Any] | None = None
+        decode_into = getattr(self.source, "decode_into", None)
+        if decode_into is not None:
+            decode_into(self._claim)
+        for frame in self.source:
+            claim, self._last_claim = self._last_claim, None
+            seq = None
+            if claim is not None and frame.image.ctypes.data == claim[1].ctypes.data:
+                seq = claim[0]  # decoded into its slot already
+            elif self.ring is None:
+                self.ring = FrameRing.create(ring_slots(self.config), frame.image.nbytes, self.ring_path)
+            yield RingFrame.put(frame, self.ring, seq)
+
     def read(self, count: int) -> list[FrameSlot]:
         """Up to ``count`` frames, packed in one object; an empty list at the end of the stream."""
         if self.iterator is None:
-            if self.prefetch > 0:
+            if self.transport == "ring":
+                self.prefetcher = PrefetchIterator(self._ring_records(), ring_slots(self.config))
+            elif self.prefetch > 0:
                 self.prefetcher = PrefetchIterator(iter(self.source), self.prefetch)
             self.iterator = self.prefetcher or iter(self.source)
-        frames: list[Frame] = []
+        frames: list[Any] = []
         while len(frames) < count and not self.done:
             try:
                 frame = next(self.iterator)
@@ -216,6 +293,26 @@ class IngestActor:
         pack = ray.put(frames)
         return [(pack, slot, frame.index, frame.domain, frame.shape) for slot, frame in enumerate(frames)]
 
+    def reread(self, first: int, last: int, pack_size: int) -> list[FrameSlot]:
+        """Frames ``first``..``last`` again, from a fresh copy of the source, in object-store
+        packs of ``pack_size`` (a restarted learner's frames whose ring slots were reused)."""
+        source = build_source(self.config)
+        slots: list[FrameSlot] = []
+        try:
+            chunk: list[Frame] = []
+            for frame in source:
+                if frame.index > last:
+                    break
+                if frame.index >= first:
+                    chunk.append(frame)
+                if len(chunk) == pack_size or (chunk and frame.index == last):
+                    pack = ray.put(chunk)
+                    slots.extend((pack, i, f.index, f.domain, f.shape) for i, f in enumerate(chunk))
+                    chunk = []
+        finally:
+            source.close()
+        return slots
+
     def stats(self) -> dict[str, int]:
         return self.source.stats()
 
@@ -227,7 +324,12 @@ class IngestActor:
 
     def close(self) -> None:
         if self.prefetcher is not None:
+            self.prefetcher.stopped.set()
+            if self.ring is not None:
+                self.ring.stop.set()  # a decoder waiting for a free slot gives up
             self.prefetcher.stop()
+        if self.ring is not None:
+            self.ring.close()
         self.source.close()
 
     def peak_rss_mb(self) -> float:
@@ -241,10 +343,13 @@ class TeacherActor:
     def __init__(self, config: RunConfig):
         _threads(config)
         self.teacher = build_teacher(config)
+        self.rings = RingReaders()
 
-    def label(self, pack: list[Frame], slot: int) -> TeacherOutput:
+    def label(self, pack: list[Any], slot: int) -> TeacherOutput:
         """Labels frame ``slot`` of a pack (Ray resolves the pack ref to the shared frames)."""
-        return self.teacher.label(pack[slot].image[None])
+        item = pack[slot]
+        frame = item.resolve(self.rings) if isinstance(item, RingFrame) else item
+        return self.teacher.label(frame.image[None])
 
     def describe(self, height: int, width: int) -> dict[str, Any]:
         return {"params": self.teacher.params, "macs": self.teacher.macs(height, width),
@@ -277,21 +382,38 @@ class LearnerActor:
         self.learner = build_learner(config, RayTeacherClient(teacher), checkpoint_dir)
         self.learner.learner.train_threads = learner_train_threads(config)
         self.packs = PackReader()
+        self.held: deque[tuple[int, str, int]] = deque()  # (frame index, ring, seq) of ring frames not released
 
     def step(self, wrapped: list[ray.ObjectRef], slots: list[int]) -> tuple[list[StepResult], list]:
         """Frames ``slots`` of the pack in ``wrapped`` (a list, so Ray passes the ref unresolved),
         in order: one call per pack keeps Ray's per-call cost off the per-frame path."""
         results, records = [], []
         for slot in slots:
+            item = self.packs.record(wrapped[0], slot)
+            if isinstance(item, RingFrame) and item.ring is not None:
+                self.held.append((item.index, item.ring, item.seq))
             frame = self.packs.frame(wrapped[0], slot)
             result = self.learner.step(frame, handle=(wrapped[0], slot))
             records.extend(result.records)
             result.records = []
             results.append(result)
+        self.release()
         return results, records
+
+    def release(self) -> None:
+        """Give the ring slots of finished frames back to the ingest actor, in order. A frame is
+        finished once its teacher answer (if it asked) was applied; the replay buffer keeps
+        copies."""
+        oldest = self.learner.oldest_unfinished
+        ring, seq = None, None
+        while self.held and self.held[0][0] < oldest:
+            _, ring, seq = self.held.popleft()
+        if ring is not None and seq is not None:
+            self.packs.rings.get(ring).release(seq + 1)
 
     def flush(self) -> tuple[StepResult, list]:
         result = self.learner.flush()
+        self.release()
         records, result.records = result.records, []
         return result, records
 
@@ -341,10 +463,13 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
     teacher = TeacherActor.remote(config)
     learner = LearnerActor.remote(config, teacher, str(recorder.checkpoint_dir))
     evaluator = EvaluatorActor.remote(config)
-    ingest = IngestActor.remote(config)
+    transport = resolve_transport(config)
+    ring_file = ring_path()
+    ingest = IngestActor.remote(config, transport=transport, ring=str(ring_file))
     actors = [ingest, teacher, learner, evaluator]
     window = max(1, config.run.max_in_flight)
     pack_size = max(1, window // 2)  # two packs in flight: the learner works on one, the next waits
+    log.info("Ray runner: frames travel by %s", transport)
     sent: dict[int, tuple[ray.ObjectRef, int]] = {}  # frames since the last checkpoint, for a learner restart
     in_flight: deque[tuple[list[int], Any, Any]] = deque()  # (frame indices, results ref, windows ref) per call
     asked: set[int] = set()
@@ -410,6 +535,9 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
                     raise
                 time.sleep(0.5)
         redo = sorted(i for i in sent if i >= resume)
+        if redo and transport == "ring":  # their ring slots may hold newer frames by now: read them again
+            for pack_ref, slot, index, _, _ in ray.get(ingest.reread.remote(redo[0], redo[-1], pack_size)):
+                sent[index] = (pack_ref, slot)
         for _, group in itertools.groupby(redo, key=lambda i: sent[i][0]):  # one call per pack, in order
             indices = list(group)
             submit(sent[indices[0]][0], indices)
@@ -449,6 +577,8 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
             log.error("could not flush the learner: %s", error)
     finally:
         bar.close()
+        if transport == "ring":  # readers keep their mappings; no new one is made
+            ring_file.unlink(missing_ok=True)
     session.teacher_calls = len(asked)
     evaluation = ray.get(evaluator.summary.remote())
     stats = ray.get(ingest.stats.remote())
@@ -457,7 +587,10 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
     teacher_info = ray.get(teacher.describe.remote(height, width))
     student_info = ray.get(learner.describe.remote(height, width))
     rss = [peak_rss_mb()] + [ray.get(a.peak_rss_mb.remote()) for a in actors]
-    ingest.close.remote()
+    try:
+        ray.get(ingest.close.remote(), timeout=30)  # its decoder stops and its ring is deleted
+    except (ray.exceptions.GetTimeoutError, RayActorError) as error:
+        log.warning("the ingest actor did not close cleanly: %s", error)
     for actor in actors:
         ray.kill(actor)
     info = {

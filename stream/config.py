@@ -68,8 +68,17 @@ class RunSection:
     torch_threads: int = 0  # 0 = torch's default in-process; under Ray one per actor, and every core
     # for the learner's gradient steps
     max_in_flight: int = 8  # Ray: frames between ingest and learner at most
+    transport: str = "auto"  # Ray: how images reach the learner and teacher: ring (shared memory,
+    # one machine) | object_store | auto (ring on a one-machine cluster unless realtime)
+    ring_slots: int = 0  # Ray ring transport: image slots; 0 = 2 x max_in_flight + teacher latency + 16
     realtime: bool = False  # pace a log by its timestamps (dropping frames when slow)
     label_map: str = ""  # evaluate in another label set (e.g. camvid); empty = canonical
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("auto", "ring", "object_store"):
+            raise ValueError(f"run.transport: unknown transport {self.transport!r} (choose auto, ring or object_store)")
+        if self.ring_slots < 0:
+            raise ValueError(f"run.ring_slots must be >= 0, got {self.ring_slots}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,15 @@ class RunConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+
+    def check(self) -> None:
+        """Checks that span sections (each section checks its own values when it is made)."""
+        least = 2 * max(1, self.run.max_in_flight) + self.learner.teacher_latency + 1
+        if 0 < self.run.ring_slots < least:
+            raise ConfigError(
+                f"run.ring_slots={self.run.ring_slots} is too few: the driver and the learner hold up to "
+                f"2 x run.max_in_flight + learner.teacher_latency + 1 = {least} frames at once (or 0 for the default)"
+            )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -183,6 +201,7 @@ def _apply(config: RunConfig, changes: list[tuple[str, str, Any]]) -> RunConfig:
         except ValueError as error:  # a component's own validation
             raise ConfigError(str(error)) from None
         config = dataclasses.replace(config, **{section_name: new_section})
+    config.check()
     return config
 
 

@@ -1,7 +1,9 @@
 """The :class:`Source` protocol every camera stream implements, and its error type."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+
+import numpy as np
 
 from stream.frame import Frame
 
@@ -47,6 +49,22 @@ class IterateOnce:
     source_id: str
     _started: bool
     _closed: bool
+    image_sink: Callable[[int, int], np.ndarray | None] | None = None
+
+    def decode_into(self, sink: Callable[[int, int], np.ndarray | None] | None) -> None:
+        """Write each frame's RGB image into the writable (H, W, 3) uint8 array that
+        ``sink(height, width)`` hands out (None from it: a fresh array, as without a sink).
+        The Ray ingest actor passes a frame ring's ``claim`` so decoded pixels land in shared
+        memory with no extra copy. Wrappers forward the sink to the sources they wrap."""
+        self.image_sink = sink
+        for inner in self._inner_sources():
+            forward = getattr(inner, "decode_into", None)
+            if forward is not None:
+                forward(sink)
+
+    def _inner_sources(self) -> list[Any]:
+        """The sources this one wraps (none for a log; its logs for a multi-log source)."""
+        return []
 
     def __iter__(self) -> Iterator[Frame]:
         if self._closed:

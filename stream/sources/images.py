@@ -241,7 +241,15 @@ class RecordedSource(IterateOnce):
             image = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
             if label is not None:
                 label = cv2.resize(label, (out_w, out_h), interpolation=cv2.INTER_NEAREST)  # (h, w)
-        if color == "bgr":
+        out = self.image_sink(image.shape[0], image.shape[1]) if self.image_sink is not None else None
+        if out is not None:  # straight into the buffer the sink gave (a frame ring's slot)
+            if color == "bgr":
+                cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=out)  # (h, w, 3)
+            else:
+                np.copyto(out, image)
+            image = out.view()
+            image.setflags(write=False)  # read-only already: Frame keeps it without a copy
+        elif color == "bgr":
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (h, w, 3)
         frame = Frame(
             image, timestamp=timestamp, source_id=self.source_id, index=self._next_index, label=label,

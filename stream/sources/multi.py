@@ -186,6 +186,9 @@ class MultiSource(IterateOnce):
             finally:
                 source.close()
 
+    def _inner_sources(self) -> list[Any]:
+        return list(self.sources)
+
     def stats(self) -> dict[str, int]:
         """The logs' counters summed, plus ``logs``."""
         total: dict[str, int] = {"frames_read": 0, "frames_skipped": 0, "frames_dropped": 0}

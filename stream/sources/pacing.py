@@ -173,6 +173,9 @@ class Paced(IterateOnce):
                     self._drop(pending[0], pending[1], now)
             yield chosen
 
+    def _inner_sources(self) -> list[Any]:
+        return [self.source]
+
     def stats(self) -> dict[str, int]:
         """The source's counters with this wrapper's drops added (and ``frames_late``)."""
         counts = dict(self.source.stats())

@@ -51,6 +51,16 @@ def test_a_section_is_validated_on_its_final_values():
         apply_overrides(RunConfig(), ["scheduler.min_rate=0.12"])
 
 
+def test_ray_transport_and_ring_size_are_checked():
+    with pytest.raises(ConfigError, match="unknown transport 'tcp'"):
+        load_config(None, ["run.transport=tcp"])
+    with pytest.raises(ConfigError, match=r"run.ring_slots=5 is too few: .* = 20 frames"):
+        load_config(None, ["run.ring_slots=5"])
+    # checked on the final values of every section, whatever the order of the overrides
+    assert load_config(None, ["run.ring_slots=18", "learner.teacher_latency=1"]).run.ring_slots == 18
+    assert load_config(None, []).run.transport == "auto"
+
+
 def test_toml_file_then_overrides(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[run]\nframes = 50\nsource = "sim:clear"\n[scheduler]\nmax_rate = 0.3\n')
