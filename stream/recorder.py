@@ -48,6 +48,13 @@ class RunRecorder:
             probe.unlink()
         except OSError as error:
             raise OutputError(f"output folder {self.out_dir} is not writable ({error.strerror or error})") from None
+        # A run starts at frame 0: the checkpoints of an earlier run in this folder are not its
+        # own (a learner restarted within this run restores from the ones this run writes).
+        stale = sorted(self.checkpoint_dir.glob("learner_*.safetensors"))
+        for old in stale:
+            old.unlink()
+        if stale:
+            log.info("removed %d checkpoint(s) of an earlier run from %s", len(stale), self.checkpoint_dir)
         (self.out_dir / "config.json").write_text(config_json)
         self.metrics_file = open(self.out_dir / "metrics.jsonl", "w", buffering=1)
         self.events_file = open(self.out_dir / "events.jsonl", "w", buffering=1)

@@ -5,11 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 BAND_COLOURS = ("#e8f1fb", "#fdf0e0", "#eaf6ea", "#f6e9f4", "#fffbe0", "#eef0f0", "#e0f4f7", "#f9e6e6")
 
 
@@ -33,6 +28,11 @@ def domain_spans(domains: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
 def write_report(path: str | Path, metrics: list[dict[str, Any]], events: list[dict[str, Any]],
                  domain_starts: list[tuple[int, str]], true_shifts: list[int], title: str) -> Path:
     """Draw the two-panel report from the rows of metrics.jsonl and events.jsonl."""
+    import matplotlib  # here, not at import: only the driver draws, and pyplot costs every Ray actor 0.2 s
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     if domain_starts:
         spans = domain_spans(domain_starts)

@@ -86,6 +86,17 @@ def test_shipped_configs_load():
         load_config(path)
 
 
+def test_a_new_run_in_an_old_folder_drops_the_old_learner_checkpoints(tmp_path):
+    old = tmp_path / "checkpoints"
+    old.mkdir()
+    (old / "learner_00003600.safetensors").write_bytes(b"an earlier run")
+    (old / "notes.txt").write_text("not a checkpoint")
+    recorder = RunRecorder(tmp_path, "{}")
+    assert not (old / "learner_00003600.safetensors").exists()  # else the learner would resume from it
+    assert (old / "notes.txt").exists()
+    recorder.close()
+
+
 def test_recorder_refuses_unwritable_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
