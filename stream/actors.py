@@ -2,15 +2,18 @@
 besides the CLI).
 
 Each actor wraps the same plain class the in-process runner uses. Frames travel in packs: each
-``IngestActor.read`` puts the frames it decoded into the object store once, as one object (one
-ObjectRef per pack, not per frame: Ray's per-object cost, not the copy, limits a per-frame
-put to about the bare decode rate of a 960x540 video). The driver addresses a frame as
-(pack ref, slot); the learner and the teacher both read it from the pack by reference,
-without a copy, and the learner steps through a whole pack in one call. The driver keeps at most ``run.max_in_flight`` frames between
-ingest and learner (backpressure with ``ray.wait``-style bounded queues). The learner actor
-restarts after a crash (``max_restarts``) and restores its last checkpoint in its constructor;
-the driver then re-sends the frames since that checkpoint, and the evaluator and the recorder
-skip what they already counted.
+``IngestActor.read`` puts the records of the frames it read into the object store once, as one
+object (one ObjectRef per pack, not per frame: Ray's per-object cost would otherwise limit
+ingest). The driver addresses a frame as (pack ref, slot); the learner and the teacher both
+read it from the pack by reference, and the learner steps through a whole pack in one call.
+With ``run.transport=ring`` (``auto`` on one machine) the pixels are not in the pack: the
+ingest actor decodes them into a shared-memory :class:`~stream.framering.FrameRing`, the pack
+holds :class:`~stream.framering.RingFrame` records, and the learner releases ring slots in
+frame order once it is done with them. The driver keeps at most ``run.max_in_flight`` frames
+between ingest and learner (backpressure with bounded queues). The learner actor restarts
+after a crash (``max_restarts``) and restores its last checkpoint in its constructor; the
+driver then re-sends the frames since that checkpoint (from the ring transport, read again
+from the source), and the evaluator and the recorder skip what they already counted.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from learners.stream_learner import StepResult
 from perception.teacher import TeacherOutput
 from stream.config import RunConfig
 from stream.frame import Frame
-from stream.framering import FrameRing, RingFrame, RingReaders, ring_path
+from stream.framering import FrameRing, RingFrame, RingReaders, remove_ring, ring_name
 from stream.pipeline import (
     FrameEvaluator,
     RunSession,
@@ -230,6 +233,7 @@ class IngestActor:
     """
 
     def __init__(self, config: RunConfig, prefetch: int = 0, transport: str = "object_store", ring: str | None = None):
+        """``ring``: the ring's file name (see :func:`~stream.framering.ring_name`); None, a fresh one."""
         if prefetch < 0:
             raise ValueError(f"IngestActor: prefetch must be >= 0, got {prefetch}")
         if transport not in ("object_store", "ring"):
@@ -238,7 +242,7 @@ class IngestActor:
         self.source = build_source(config)
         self.prefetch = prefetch
         self.transport = transport
-        self.ring_path = ring  # the ring's file (None: a fresh name)
+        self.ring_name = ring
         self.ring: FrameRing | None = None
         self.prefetcher: PrefetchIterator | None = None
         self.iterator: Any = None
@@ -247,7 +251,7 @@ class IngestActor:
     def _claim(self, height: int, width: int) -> Any:
         """The source's image sink: the next ring slot (the ring is made for the first frame)."""
         if self.ring is None:
-            self.ring = FrameRing.create(ring_slots(self.config), height * width * 3, self.ring_path)
+            self.ring = FrameRing.create(ring_slots(self.config), height * width * 3, name=self.ring_name)
         claimed = self.ring.claim(height, width)
         if claimed is None:
             return None
@@ -266,7 +270,7 @@ class IngestActor:
             if claim is not None and frame.image.ctypes.data == claim[1].ctypes.data:
                 seq = claim[0]  # decoded into its slot already
             elif self.ring is None:
-                self.ring = FrameRing.create(ring_slots(self.config), frame.image.nbytes, self.ring_path)
+                self.ring = FrameRing.create(ring_slots(self.config), frame.image.nbytes, name=self.ring_name)
             yield RingFrame.put(frame, self.ring, seq)
 
     def read(self, count: int) -> list[FrameSlot]:
@@ -464,8 +468,8 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
     learner = LearnerActor.remote(config, teacher, str(recorder.checkpoint_dir))
     evaluator = EvaluatorActor.remote(config)
     transport = resolve_transport(config)
-    ring_file = ring_path()
-    ingest = IngestActor.remote(config, transport=transport, ring=str(ring_file))
+    ring = ring_name()
+    ingest = IngestActor.remote(config, transport=transport, ring=ring)
     actors = [ingest, teacher, learner, evaluator]
     window = max(1, config.run.max_in_flight)
     pack_size = max(1, window // 2)  # two packs in flight: the learner works on one, the next waits
@@ -578,7 +582,7 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
     finally:
         bar.close()
         if transport == "ring":  # readers keep their mappings; no new one is made
-            ring_file.unlink(missing_ok=True)
+            remove_ring(ring)
     session.teacher_calls = len(asked)
     evaluation = ray.get(evaluator.summary.remote())
     stats = ray.get(ingest.stats.remote())

@@ -56,12 +56,34 @@ class RingError(RuntimeError):
     """The ring cannot be created, mapped, or read as asked."""
 
 
-def ring_path() -> Path:
-    """A new, unused ring file name under ``/dev/shm`` (the temp folder where there is none).
-    The Ray driver picks it, so it can delete the file even if the ingest actor dies."""
+def ring_folders() -> list[Path]:
+    """Where rings may live: ``/dev/shm`` (memory) where it is writable, then the temp folder."""
     shm = Path("/dev/shm")
-    folder = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
-    return folder / f"odistill-ring-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    folders = [shm] if shm.is_dir() and os.access(shm, os.W_OK) else []
+    return folders + [Path(tempfile.gettempdir())]
+
+
+def ring_name() -> str:
+    """A new, unused ring file name. The Ray driver picks it, so it can delete the file
+    (:func:`remove_ring`) even if the ingest actor dies."""
+    return f"odistill-ring-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def ring_path(name: str, size: int) -> Path:
+    """The file for a ring of ``size`` bytes: in the first of :func:`ring_folders` with room for
+    it and a margin (a container's ``/dev/shm`` is often only 64 MB)."""
+    folders = ring_folders()
+    for folder in folders:
+        stats = os.statvfs(folder)
+        if stats.f_bavail * stats.f_frsize >= size + max(size // 4, 64 << 20):
+            return folder / name
+    return folders[-1] / name
+
+
+def remove_ring(name: str) -> None:
+    """Delete the ring file ``name`` wherever it was made (nothing if there is none)."""
+    for folder in ring_folders():
+        (folder / name).unlink(missing_ok=True)
 
 
 class FrameRing:
@@ -93,19 +115,26 @@ class FrameRing:
         self.stop = threading.Event()  # set by close(): a waiting claim gives up
 
     @classmethod
-    def create(cls, slots: int, slot_bytes: int, path: str | Path | None = None) -> "FrameRing":
-        """A new ring in the file ``path`` (default: a fresh :func:`ring_path`)."""
+    def create(cls, slots: int, slot_bytes: int, path: str | Path | None = None, name: str | None = None) -> "FrameRing":
+        """A new ring in the file ``path``, or else one called ``name`` (default: a fresh
+        :func:`ring_name`) in the first :func:`ring_folders` with room. Its memory is reserved
+        now, so a full ``/dev/shm`` fails here, with an error, not later in a write."""
         if slots < 1 or slot_bytes < 1:
             raise RingError(f"frame ring: slots and slot_bytes must be >= 1, got {slots} and {slot_bytes}")
-        path = Path(path) if path is not None else ring_path()
+        size = HEADER_BYTES + slots * slot_bytes
+        path = Path(path) if path is not None else ring_path(name or ring_name(), size)
         try:
             with open(path, "xb") as handle:
-                handle.truncate(HEADER_BYTES + slots * slot_bytes)
+                try:
+                    os.posix_fallocate(handle.fileno(), 0, size)
+                except OSError:
+                    path.unlink(missing_ok=True)
+                    raise
                 header = np.zeros(8, np.int64)
                 header[_SLOTS], header[_SLOT_BYTES], header[_MAGIC] = slots, slot_bytes, MAGIC
                 handle.write(header.tobytes())
         except OSError as error:
-            raise RingError(f"frame ring {path}: cannot create it ({error})") from None
+            raise RingError(f"frame ring {path}: cannot create it ({size} bytes; {error})") from None
         return cls(path, owner=True)
 
     @classmethod

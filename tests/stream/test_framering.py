@@ -12,7 +12,7 @@ import pytest
 
 from learners.replay import ReplayBuffer, ReplayConfig
 from stream.frame import Frame
-from stream.framering import FrameRing, RingError, RingFrame, RingReaders
+from stream.framering import FrameRing, RingError, RingFrame, RingReaders, remove_ring, ring_folders, ring_name, ring_path
 from stream.sources.multi import open_many
 from stream.sources.video import open_video
 
@@ -178,3 +178,14 @@ def test_replay_copies_images_it_does_not_own(ring):
     replay.add(view, np.zeros((4, 5), np.uint8), None, regime=0)
     stored = replay.samples[0].image
     assert not np.shares_memory(stored, view) and int(stored.max()) == 42 and not stored.flags.writeable
+
+
+def test_rings_live_in_shared_memory_when_it_has_room_and_are_removed_by_name():
+    name = ring_name()
+    assert ring_path(name, 1 << 20).parent == ring_folders()[0]
+    assert ring_path(name, 1 << 60).parent == ring_folders()[-1]  # no room anywhere: the temp folder
+    ring = FrameRing.create(slots=2, slot_bytes=12, name=name)
+    assert ring.path.name == name and ring.path.stat().st_size == 64 + 24
+    remove_ring(name)
+    assert not ring.path.exists()
+    ring.close()
