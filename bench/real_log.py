@@ -213,7 +213,7 @@ def time_models(student: torch.nn.Module, teacher: torch.nn.Module, sizes=SPEED_
     return out
 
 
-def measure_ingest(path: Path, repeats: int = 3, batch: int = 16, prefetch: int = INGEST_PREFETCH) -> dict[str, Any]:
+def measure_ingest(path: Path, repeats: int = 5, batch: int = 16, prefetch: int = INGEST_PREFETCH) -> dict[str, Any]:
     """Frames/s through one Ray IngestActor (driver gets every frame) vs a bare OpenCV loop.
 
     Both transports of the Ray runner: ``ring`` (its default on one machine: the decoder
@@ -225,7 +225,7 @@ def measure_ingest(path: Path, repeats: int = 3, batch: int = 16, prefetch: int 
     """
     import ray
 
-    from bench.ingest import measure_opencv_fps
+    from bench.ingest import measure_opencv_fps, source_threads
     from stream.actors import IngestActor, PackReader
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
@@ -256,10 +256,11 @@ def measure_ingest(path: Path, repeats: int = 3, batch: int = 16, prefetch: int 
         measure_opencv_fps(path, repeats=1)  # warm the file cache and the decoder
         for transport in ("ring", "object_store"):
             actor_once(transport)  # warm the worker process
-        runs: dict[str, list[float]] = {"opencv": [], "ring": [], "object_store": []}
+        runs: dict[str, list[float]] = {"opencv": [], "opencv_same_threads": [], "ring": [], "object_store": []}
         counts = set()
         for _ in range(repeats):  # alternate so load on a shared machine hits all alike
             runs["opencv"].append(measure_opencv_fps(path, repeats=1))
+            runs["opencv_same_threads"].append(measure_opencv_fps(path, repeats=1, threads=source_threads()))
             for transport in ("ring", "object_store"):
                 m, t = actor_once(transport)
                 runs[transport].append(m / t)
@@ -268,7 +269,9 @@ def measure_ingest(path: Path, repeats: int = 3, batch: int = 16, prefetch: int 
         ray.shutdown()
     opencv_fps = statistics.median(runs["opencv"])
     ingest_fps, store_fps = statistics.median(runs["ring"]), statistics.median(runs["object_store"])
+    same_fps = statistics.median(runs["opencv_same_threads"])
     return {"opencv_fps": opencv_fps, "ingest_fps": ingest_fps, "ratio": ingest_fps / opencv_fps,
+            "opencv_same_threads_fps": same_fps, "ratio_same_threads": ingest_fps / same_fps,
             "object_store_fps": store_fps, "object_store_ratio": store_fps / opencv_fps,
             "frames": sorted(counts), "opencv_runs": runs["opencv"], "ingest_runs": runs["ring"],
             "object_store_runs": runs["object_store"], "prefetch": prefetch}
@@ -381,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         ingest = measure_ingest(UDACITY)
         print(f"ingest {UDACITY.name} 960x540 ({ingest['frames']} frames): bare OpenCV {ingest['opencv_fps']:.1f} frames/s, "
               f"one Ray IngestActor {ingest['ingest_fps']:.1f} frames/s, ratio {ingest['ratio']:.3f} (target >= {TARGETS['ingest_ratio']}); "
-              f"over the object store instead of the frame ring {ingest['object_store_fps']:.1f} frames/s ({ingest['object_store_ratio']:.3f})")
+              f"over the object store instead of the frame ring {ingest['object_store_fps']:.1f} frames/s ({ingest['object_store_ratio']:.3f}); "
+              f"bare OpenCV with our decoder's thread count {ingest['opencv_same_threads_fps']:.1f} frames/s (ratio {ingest['ratio_same_threads']:.3f})")
 
     def r4(value: float | None) -> float | None:
         return None if value is None else round(value, 4)
@@ -409,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         "opencv_fps": round(ingest["opencv_fps"], 1) if ingest else None,
         "ingest_ratio": r4(ingest["ratio"]) if ingest else None,
         "ingest_object_store_fps": round(ingest["object_store_fps"], 1) if ingest else None,
+        "opencv_same_threads_fps": round(ingest["opencv_same_threads_fps"], 1) if ingest else None,
+        "ingest_ratio_same_threads": r4(ingest["ratio_same_threads"]) if ingest else None,
         "espnetv2_960x704_png_pixel_acc": r4(png.get("pixel_acc")),
         "espnetv2_960x704_png_miou": r4(png.get("miou")),
         "student_net": config.student.net,

@@ -3,7 +3,7 @@
 ``KIND:PATH[?key=value&key=value]``:
 
 - ``sim:SCHEDULE`` — the built-in simulator (``sim:tour`` by default);
-- ``video:PATH`` — any file OpenCV decodes (options: resize, fps, labels, label_map, name);
+- ``video:PATH`` — any file OpenCV decodes (options: resize, fps, labels, label_map, name, threads);
 - ``images:DIR`` — a folder of frames, with optional timestamps file and labels folder
   (options: labels, timestamps, label_map, fps, resize, name);
 - ``kitti:DIR`` — a KITTI raw drive (``image_02/data/*.png`` + ``timestamps.txt``);

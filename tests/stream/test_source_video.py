@@ -107,6 +107,22 @@ def test_real_video_matches_a_bare_opencv_loop():
 
 
 @pytest.mark.shared_data
+def test_decoder_thread_count_changes_speed_not_frames():
+    path = need(UDACITY)
+    decoded = {}
+    for threads in (0, 1, 3):  # OpenCV's default, one, and our default on two cores
+        with open_video(path, threads=threads) as source:
+            decoded[threads] = [f.image.copy() for f in source]
+    assert len(decoded[0]) == 221
+    for threads in (1, 3):
+        assert all(np.array_equal(a, b) for a, b in zip(decoded[0], decoded[threads]))
+    with pytest.raises(SourceError, match="threads must be an integer, got 'many'"):
+        open_video(path, threads="many")
+    with pytest.raises(SourceError, match="threads must be -1"):
+        open_video(path, threads=-5)
+
+
+@pytest.mark.shared_data
 def test_file_cut_in_the_header_cannot_decode_anything(tmp_path):
     data = need(UDACITY).read_bytes()
     for size in (1000, 10_000):  # inside the header; after the header, before any whole frame
