@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from stream.sources.video import open_video  # noqa: E402
+from stream.sources.video import open_video, usable_cores  # noqa: E402
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "logs" / "udacity_solidWhiteRight.mp4"
 
@@ -64,7 +63,7 @@ def measure_opencv_fps(path: str | Path = DEFAULT_VIDEO, repeats: int = 5, threa
 
 def source_threads() -> int:
     """Decoder threads our video source uses by default (one per core plus one)."""
-    return (os.cpu_count() or 1) + 1
+    return usable_cores() + 1
 
 
 def measure_source_fps(path: str | Path = DEFAULT_VIDEO, repeats: int = 5) -> float:

@@ -201,11 +201,11 @@ def ring_slots(config: RunConfig) -> int:
     Example:
         >>> from stream.config import load_config
         >>> ring_slots(load_config(None, []))
-        35
+        39
     """
     if config.run.ring_slots > 0:
         return config.run.ring_slots
-    return 2 * max(1, config.run.max_in_flight) + config.learner.teacher_latency + 16
+    return config.least_ring_slots() + 16  # the spare lets the decoder work ahead
 
 
 def resolve_transport(config: RunConfig) -> str:
@@ -215,11 +215,12 @@ def resolve_transport(config: RunConfig) -> str:
     source, which a paced log, dropping by the clock, cannot repeat)."""
     transport = config.run.transport
     if transport == "auto":
-        return "ring" if len(ray.nodes()) == 1 and not config.run.realtime else "object_store"
+        alive = [node for node in ray.nodes() if node.get("Alive", True)]
+        return "ring" if len(alive) == 1 and not config.run.realtime else "object_store"
     return transport
 
 
-@ray.remote(num_cpus=0)
+@ray.remote(num_cpus=0, concurrency_groups={"control": 1})
 class IngestActor:
     """Reads the source and puts the frames of each ``read`` into the object store once, as one
     pack; returns one :data:`FrameSlot` per frame.
@@ -244,16 +245,27 @@ class IngestActor:
         self.transport = transport
         self.ring_name = ring
         self.ring: FrameRing | None = None
+        self.closed = False
+        self.oversize_logged = False
         self.prefetcher: PrefetchIterator | None = None
         self.iterator: Any = None
         self.done = False
 
+    def _new_ring(self, slot_bytes: int) -> FrameRing:
+        if self.closed:  # the driver may have removed the ring's name already: make no new file
+            raise RuntimeError("IngestActor: closed")
+        return FrameRing.create(ring_slots(self.config), slot_bytes, name=self.ring_name)
+
     def _claim(self, height: int, width: int) -> Any:
         """The source's image sink: the next ring slot (the ring is made for the first frame)."""
         if self.ring is None:
-            self.ring = FrameRing.create(ring_slots(self.config), height * width * 3, name=self.ring_name)
+            self.ring = self._new_ring(height * width * 3)
         claimed = self.ring.claim(height, width)
         if claimed is None:
+            if not self.oversize_logged:
+                self.oversize_logged = True
+                log.warning("%dx%d frames are larger than the ring's slots (made for the first frame): "
+                            "they travel in the object store", width, height)
             return None
         self._last_claim = claimed
         return claimed[1]
@@ -270,7 +282,7 @@ class IngestActor:
             if claim is not None and frame.image.ctypes.data == claim[1].ctypes.data:
                 seq = claim[0]  # decoded into its slot already
             elif self.ring is None:
-                self.ring = FrameRing.create(ring_slots(self.config), frame.image.nbytes, name=self.ring_name)
+                self.ring = self._new_ring(frame.image.nbytes)
             yield RingFrame.put(frame, self.ring, seq)
 
     def read(self, count: int) -> list[FrameSlot]:
@@ -297,6 +309,7 @@ class IngestActor:
         pack = ray.put(frames)
         return [(pack, slot, frame.index, frame.domain, frame.shape) for slot, frame in enumerate(frames)]
 
+    @ray.method(concurrency_group="control")  # runs even while a read waits for free ring slots
     def reread(self, first: int, last: int, pack_size: int) -> list[FrameSlot]:
         """Frames ``first``..``last`` again, from a fresh copy of the source, in object-store
         packs of ``pack_size`` (a restarted learner's frames whose ring slots were reused)."""
@@ -326,7 +339,9 @@ class IngestActor:
     def true_shifts(self) -> list[int]:
         return list(self.source.true_shifts)
 
+    @ray.method(concurrency_group="control")  # stops a read that waits for free ring slots
     def close(self) -> None:
+        self.closed = True
         if self.prefetcher is not None:
             self.prefetcher.stopped.set()
             if self.ring is not None:

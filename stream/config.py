@@ -97,12 +97,25 @@ class RunConfig:
 
     def check(self) -> None:
         """Checks that span sections (each section checks its own values when it is made)."""
-        least = 2 * max(1, self.run.max_in_flight) + self.learner.teacher_latency + 1
+        least = self.least_ring_slots()
         if 0 < self.run.ring_slots < least:
             raise ConfigError(
-                f"run.ring_slots={self.run.ring_slots} is too few: the driver and the learner hold up to "
-                f"2 x run.max_in_flight + learner.teacher_latency + 1 = {least} frames at once (or 0 for the default)"
+                f"run.ring_slots={self.run.ring_slots} is too few: the driver, the learner and the next read hold up to "
+                f"2 x run.max_in_flight + learner.teacher_latency + run.max_in_flight / 2 = {least} frames at once "
+                f"(or 0 for the default)"
             )
+        if self.run.realtime and self.run.transport == "ring":
+            raise ConfigError(
+                "run.transport=ring cannot pace a log (--realtime): the pacer decodes the frames it drops into ring "
+                "slots, and a crashed learner's frames cannot be read again by the clock; use auto or object_store"
+            )
+
+    def least_ring_slots(self) -> int:
+        """The frames the Ray runner may hold in ring slots at once: two windows of
+        ``run.max_in_flight`` (in the learner, and read but not sent), the next read (half a
+        window) and the learner's frames waiting on teacher answers."""
+        window = max(1, self.run.max_in_flight)
+        return 2 * window + max(1, window // 2) + self.learner.teacher_latency
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

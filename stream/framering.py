@@ -100,7 +100,7 @@ class FrameRing:
         try:
             with open(path, "r+b") as handle:
                 self._map = mmap.mmap(handle.fileno(), 0)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: an empty file
             raise RingError(f"frame ring {path}: cannot map it ({error})") from None
         if len(self._map) < HEADER_BYTES:
             self._map.close()
@@ -126,7 +126,10 @@ class FrameRing:
         try:
             with open(path, "xb") as handle:
                 try:
-                    os.posix_fallocate(handle.fileno(), 0, size)
+                    if hasattr(os, "posix_fallocate"):
+                        os.posix_fallocate(handle.fileno(), 0, size)
+                    else:  # no way to reserve the memory here: size the file only
+                        handle.truncate(size)
                 except OSError:
                     path.unlink(missing_ok=True)
                     raise

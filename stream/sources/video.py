@@ -76,6 +76,13 @@ class VideoConfig:
         check_backwards_policy(self.on_backwards)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 class VideoSource(RecordedSource):
     """Decodes a video file frame by frame into RGB :class:`~stream.frame.Frame`.
 
@@ -105,7 +112,7 @@ class VideoSource(RecordedSource):
         self.path = file
         self.config = config
         self._capture: cv2.VideoCapture | None = None
-        threads = config.threads if config.threads >= 0 else (os.cpu_count() or 1) + 1
+        threads = config.threads if config.threads >= 0 else usable_cores() + 1
         capture = cv2.VideoCapture(str(file), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads]) if threads else cv2.VideoCapture(str(file))
         if not capture.isOpened():
             capture.release()

@@ -88,3 +88,32 @@ def test_ingest_ring_gives_the_same_frames_and_reuses_its_slots(tmp_path, ray_se
         ray.kill(actor)
     assert len(frames["ring"]) == 40
     assert all(np.array_equal(a, b) for a, b in zip(frames["ring"], frames["object_store"]))
+
+
+def test_reread_and_close_run_while_a_read_waits_for_free_slots(tmp_path, ray_session):
+    import cv2
+    import numpy as np
+    import ray
+
+    from stream.actors import IngestActor, PackReader
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (32, 16))
+    for i in range(30):
+        writer.write(np.full((16, 32, 3), 8 * i, np.uint8))
+    writer.release()
+    cfg = load_config(None, [f"run.source=video:{path}", "run.frames=1000", "run.max_in_flight=2", "run.ring_slots=8"])
+    actor = IngestActor.remote(cfg, transport="ring")
+    first = ray.get(actor.read.remote(8))  # every slot taken, none given back (a learner that died)
+    stuck = actor.read.remote(4)
+    ready, _ = ray.wait([stuck], timeout=1.0)
+    assert not ready  # the read waits for free slots
+    again = ray.get(actor.reread.remote(2, 5, 2), timeout=60)  # a restarted learner's frames, meanwhile
+    packs = PackReader()
+    assert [index for _, _, index, _, _ in again] == [2, 3, 4, 5]
+    for (ref, slot, *_), (old_ref, old_slot, *_) in zip(again, first[2:6]):
+        assert np.array_equal(packs.frame(ref, slot).image, PackReader().frame(old_ref, old_slot).image)
+    ray.get(actor.close.remote(), timeout=60)  # also while the read waits
+    with pytest.raises(Exception):
+        ray.get(stuck, timeout=60)  # the waiting read ends with the ring's "closed" error
+    ray.kill(actor)

@@ -54,10 +54,12 @@ def test_a_section_is_validated_on_its_final_values():
 def test_ray_transport_and_ring_size_are_checked():
     with pytest.raises(ConfigError, match="unknown transport 'tcp'"):
         load_config(None, ["run.transport=tcp"])
-    with pytest.raises(ConfigError, match=r"run.ring_slots=5 is too few: .* = 20 frames"):
+    with pytest.raises(ConfigError, match=r"run.ring_slots=5 is too few: .* = 23 frames"):
         load_config(None, ["run.ring_slots=5"])
     # checked on the final values of every section, whatever the order of the overrides
-    assert load_config(None, ["run.ring_slots=18", "learner.teacher_latency=1"]).run.ring_slots == 18
+    assert load_config(None, ["run.ring_slots=21", "learner.teacher_latency=1"]).run.ring_slots == 21
+    with pytest.raises(ConfigError, match="run.transport=ring cannot pace a log"):
+        load_config(None, ["run.transport=ring", "run.realtime=true"])
     assert load_config(None, []).run.transport == "auto"
 
 

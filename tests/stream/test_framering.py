@@ -124,6 +124,9 @@ def test_too_large_images_travel_in_the_record(ring):
 def test_bad_ring_names_get_clear_errors(tmp_path):
     with pytest.raises(RingError, match="no such ring"):
         FrameRing.attach(str(tmp_path / "missing"))
+    (tmp_path / "empty").write_bytes(b"")
+    with pytest.raises(RingError, match="cannot map it"):
+        FrameRing.attach(str(tmp_path / "empty"))
     other = tmp_path / "other"
     other.write_bytes(b"\0" * 128)
     with pytest.raises(RingError, match="not a frame ring"):
