@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from stream.sources.video import open_video, usable_cores  # noqa: E402
+from stream.sources.video import default_decoder_threads, open_video  # noqa: E402
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "logs" / "udacity_solidWhiteRight.mp4"
 
@@ -61,10 +61,6 @@ def measure_opencv_fps(path: str | Path = DEFAULT_VIDEO, repeats: int = 5, threa
     return statistics.median(n / s for n, s in (_opencv_once(path, threads) for _ in range(repeats)))
 
 
-def source_threads() -> int:
-    """Decoder threads our video source uses by default (one per core plus one)."""
-    return usable_cores() + 1
-
 
 def measure_source_fps(path: str | Path = DEFAULT_VIDEO, repeats: int = 5) -> float:
     """Median frames/s of our video source producing Frames over ``repeats`` runs."""
@@ -87,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeats):  # alternate so drift on a shared machine hits all alike
         n, s = _opencv_once(path)
         opencv.append(n / s)
-        n, s = _opencv_once(path, source_threads())
+        n, s = _opencv_once(path, default_decoder_threads())
         opencv_same.append(n / s)
         m, t = _source_once(path)
         ours.append(m / t)
@@ -99,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"video: {path.name} {width}x{height}, frames per run: {sorted(frame_counts)}, repeats: {args.repeats}")
     print(f"bare OpenCV (read + cvtColor): {opencv_fps:8.1f} frames/s  (runs: {', '.join(f'{v:.0f}' for v in opencv)})")
     print(f"our video source (Frames):     {source_fps:8.1f} frames/s  (runs: {', '.join(f'{v:.0f}' for v in ours)})")
-    print(f"bare OpenCV with our decoder's {source_threads()} threads: {same_fps:8.1f} frames/s  (runs: {', '.join(f'{v:.0f}' for v in opencv_same)})")
+    print(f"bare OpenCV with our decoder's {default_decoder_threads()} threads: {same_fps:8.1f} frames/s  (runs: {', '.join(f'{v:.0f}' for v in opencv_same)})")
     print(f"ratio ours / bare: {ratio:.3f} (target >= 0.8); ours / bare at the same threads: {source_fps / same_fps:.3f}")
     print(json.dumps({
         "video": path.name, "frames": max(frame_counts), "repeats": args.repeats,

@@ -225,7 +225,8 @@ def measure_ingest(path: Path, repeats: int = 5, batch: int = 16, prefetch: int 
     """
     import ray
 
-    from bench.ingest import measure_opencv_fps, source_threads
+    from bench.ingest import measure_opencv_fps
+    from stream.sources.video import default_decoder_threads
     from stream.actors import IngestActor, PackReader
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
@@ -260,7 +261,7 @@ def measure_ingest(path: Path, repeats: int = 5, batch: int = 16, prefetch: int 
         counts = set()
         for _ in range(repeats):  # alternate so load on a shared machine hits all alike
             runs["opencv"].append(measure_opencv_fps(path, repeats=1))
-            runs["opencv_same_threads"].append(measure_opencv_fps(path, repeats=1, threads=source_threads()))
+            runs["opencv_same_threads"].append(measure_opencv_fps(path, repeats=1, threads=default_decoder_threads()))
             for transport in ("ring", "object_store"):
                 m, t = actor_once(transport)
                 runs[transport].append(m / t)

@@ -36,7 +36,7 @@ from learners.stream_learner import StepResult
 from perception.teacher import TeacherOutput
 from stream.config import RunConfig
 from stream.frame import Frame
-from stream.framering import FrameRing, RingFrame, RingReaders, remove_ring, ring_name
+from stream.framering import FrameRing, RingFrame, RingReaders, as_frame, remove_ring, ring_name
 from stream.pipeline import (
     FrameEvaluator,
     RunSession,
@@ -80,8 +80,7 @@ class PackReader:
         return self.frames[slot]
 
     def frame(self, ref: Any, slot: int) -> Frame:
-        item = self.record(ref, slot)
-        return item.resolve(self.rings) if isinstance(item, RingFrame) else item
+        return as_frame(self.record(ref, slot), self.rings)
 
     def release(self, ref: Any, slot: int) -> None:
         """Give back the ring slots up to and including this frame's (for a consumer that
@@ -194,6 +193,15 @@ class PrefetchIterator:
         self.thread.join(timeout=5)
 
 
+def put_pack(frames: list[Any]) -> list[FrameSlot]:
+    """Put ``frames`` (Frames or RingFrames) into the object store as one pack; one
+    :data:`FrameSlot` per frame (none for no frames)."""
+    if not frames:
+        return []
+    pack = ray.put(frames)
+    return [(pack, slot, frame.index, frame.domain, frame.shape) for slot, frame in enumerate(frames)]
+
+
 def ring_slots(config: RunConfig) -> int:
     """Slots of the ingest actor's frame ring: ``run.ring_slots``, or enough for the frames the
     driver, the learner (in flight and waiting on teacher answers) and the decoder hold at once.
@@ -304,10 +312,7 @@ class IngestActor:
                 self.done = True
                 break
             frames.append(frame)
-        if not frames:
-            return []
-        pack = ray.put(frames)
-        return [(pack, slot, frame.index, frame.domain, frame.shape) for slot, frame in enumerate(frames)]
+        return put_pack(frames)
 
     @ray.method(concurrency_group="control")  # runs even while a read waits for free ring slots
     def reread(self, first: int, last: int, pack_size: int) -> list[FrameSlot]:
@@ -323,8 +328,7 @@ class IngestActor:
                 if frame.index >= first:
                     chunk.append(frame)
                 if len(chunk) == pack_size or (chunk and frame.index == last):
-                    pack = ray.put(chunk)
-                    slots.extend((pack, i, f.index, f.domain, f.shape) for i, f in enumerate(chunk))
+                    slots.extend(put_pack(chunk))
                     chunk = []
         finally:
             source.close()
@@ -343,7 +347,6 @@ class IngestActor:
     def close(self) -> None:
         self.closed = True
         if self.prefetcher is not None:
-            self.prefetcher.stopped.set()
             if self.ring is not None:
                 self.ring.stop.set()  # a decoder waiting for a free slot gives up
             self.prefetcher.stop()
@@ -366,9 +369,7 @@ class TeacherActor:
 
     def label(self, pack: list[Any], slot: int) -> TeacherOutput:
         """Labels frame ``slot`` of a pack (Ray resolves the pack ref to the shared frames)."""
-        item = pack[slot]
-        frame = item.resolve(self.rings) if isinstance(item, RingFrame) else item
-        return self.teacher.label(frame.image[None])
+        return self.teacher.label(as_frame(pack[slot], self.rings).image[None])
 
     def describe(self, height: int, width: int) -> dict[str, Any]:
         return {"params": self.teacher.params, "macs": self.teacher.macs(height, width),
@@ -411,7 +412,7 @@ class LearnerActor:
             item = self.packs.record(wrapped[0], slot)
             if isinstance(item, RingFrame) and item.ring is not None:
                 self.held.append((item.index, item.ring, item.seq))
-            frame = self.packs.frame(wrapped[0], slot)
+            frame = as_frame(item, self.packs.rings)
             result = self.learner.step(frame, handle=(wrapped[0], slot))
             records.extend(result.records)
             result.records = []

@@ -300,6 +300,12 @@ class RingFrame:
     def domain(self) -> str:
         return str(self.meta.get("domain", "unknown"))
 
+
     @property
     def shape(self) -> tuple[int, int]:
         return self.height, self.width
+
+
+def as_frame(item: Frame | RingFrame, readers: RingReaders) -> Frame:
+    """A pack's entry as a :class:`Frame`: a RingFrame resolved to its slot, a Frame as it is."""
+    return item.resolve(readers) if isinstance(item, RingFrame) else item

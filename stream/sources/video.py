@@ -83,6 +83,11 @@ def usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def default_decoder_threads() -> int:
+    """Decoder threads of ``threads=-1`` (the default): one per usable core plus one."""
+    return usable_cores() + 1
+
+
 class VideoSource(RecordedSource):
     """Decodes a video file frame by frame into RGB :class:`~stream.frame.Frame`.
 
@@ -112,7 +117,7 @@ class VideoSource(RecordedSource):
         self.path = file
         self.config = config
         self._capture: cv2.VideoCapture | None = None
-        threads = config.threads if config.threads >= 0 else usable_cores() + 1
+        threads = config.threads if config.threads >= 0 else default_decoder_threads()
         capture = cv2.VideoCapture(str(file), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads]) if threads else cv2.VideoCapture(str(file))
         if not capture.isOpened():
             capture.release()
