@@ -33,7 +33,7 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="odistill-bench-"))
     import ray
 
-    from stream.actors import run_ray
+    from stream.ray_runner import run_ray
     from stream.pipeline import run_local
 
     t0 = time.perf_counter()

@@ -14,10 +14,11 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from learners.configs import DistillationConfig
 
 IGNORE_INDEX = 255
 
@@ -106,25 +107,6 @@ def feature_loss(student_features: torch.Tensor, teacher_features: torch.Tensor)
     if teacher_features.shape[-2:] != student_features.shape[-2:]:
         teacher_features = F.interpolate(teacher_features, size=student_features.shape[-2:], mode="bilinear", align_corners=False)
     return F.mse_loss(F.normalize(student_features, dim=1), F.normalize(teacher_features, dim=1))
-
-
-@dataclass(frozen=True)
-class DistillationConfig:
-    """How hard and soft targets are mixed.
-
-    alpha: weight of the hard-label loss; (1 - alpha) weights the soft-label loss.
-    temperature: softmax temperature of the soft-label loss.
-    """
-
-    alpha: float = 0.5  # 1.0 = hard labels only, 0.0 = soft labels only
-    temperature: float = 2.0
-    class_balance: float = 0.5  # hard-label class weights freq**-power (0 = none, 0.5 = sqrt balancing)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"learner.alpha must be in [0, 1], got {self.alpha}")
-        if self.temperature <= 0:
-            raise ValueError(f"learner.temperature must be > 0, got {self.temperature}")
 
 
 class DistillationLoss:

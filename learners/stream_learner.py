@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,10 +29,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from learners.losses import DistillationConfig
+from learners.configs import DistillationConfig, OnlineConfig, StreamLearnerConfig
 from learners.monitor import DriftConfig, DriftMonitor
-from learners.online import OnlineConfig, OnlineLearner
+from learners.online import OnlineLearner
 from learners.replay import ReplayConfig
+from learners.records import EvalRecord, StepResult
 from learners.scheduler import SchedulerConfig, TeacherScheduler
 from perception.evaluator import confusion_update
 from perception.labels import IGNORE_INDEX, NUM_CLASSES
@@ -82,46 +83,6 @@ class LocalTeacherClient:
 
     def result(self, ticket: Frame) -> TeacherOutput:
         return self.teacher.label(ticket.image[None])
-
-
-@dataclass(frozen=True)
-class StreamLearnerConfig:
-    teacher_latency: int = 3  # frames between asking the teacher and learning from its answer
-    checkpoint_every: int = 600  # frames between checkpoints (0 = never)
-    keep_checkpoints: int = 2  # newest checkpoints kept on disk
-    rate_event_change: float = 0.25  # log a teacher-rate event when the rate moved this much (relative)
-    agreement: str = "pixel"  # what the scheduler steers on: "pixel" accuracy or frame "miou" vs the teacher
-
-    def __post_init__(self) -> None:
-        if self.agreement not in ("pixel", "miou"):
-            raise ValueError(f"learner.agreement must be 'pixel' or 'miou', got {self.agreement!r}")
-        if self.teacher_latency < 0:
-            raise ValueError(f"learner.teacher_latency must be >= 0, got {self.teacher_latency}")
-        if self.checkpoint_every < 0:
-            raise ValueError(f"learner.checkpoint_every must be >= 0, got {self.checkpoint_every}")
-
-
-@dataclass
-class EvalRecord:
-    """What the evaluator needs about one finalised frame."""
-
-    index: int
-    domain: str
-    student: np.ndarray  # (H, W) uint8 prediction made before learning from the frame
-    ground_truth: np.ndarray | None  # (H, W) uint8
-    teacher: np.ndarray | None  # (H, W) uint8 teacher labels, on teacher frames only
-
-
-@dataclass
-class StepResult:
-    """What one call to :meth:`StreamLearner.step` gives back: small values only."""
-
-    index: int
-    asked_teacher: bool
-    teacher_rate: float
-    records: list[EvalRecord] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)  # distillation loss of each labelled frame learned
 
 
 @dataclass

@@ -8,11 +8,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("odistill")
@@ -68,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _resolve(args)
     progress = not args.no_progress and sys.stderr.isatty()
     if config.run.runner == "ray":
-        from stream.actors import run_ray
+        from stream.ray_runner import run_ray
 
         summary = run_ray(config, progress=progress)
     else:

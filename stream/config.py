@@ -24,12 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from learners.losses import DistillationConfig
+from learners.configs import DistillationConfig, OnlineConfig, StreamLearnerConfig
 from learners.monitor import DriftConfig
-from learners.online import OnlineConfig
 from learners.replay import ReplayConfig
 from learners.scheduler import SchedulerConfig
-from learners.stream_learner import StreamLearnerConfig
 from perception.evaluator import EvaluatorConfig
 from sim.world import SimConfig
 

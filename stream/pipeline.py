@@ -1,6 +1,6 @@
 """The pipeline's parts, built from a :class:`~stream.config.RunConfig`, and the in-process runner.
 
-Both runners (this one and :mod:`stream.actors`) share :class:`RunSession`, the driver-side
+Both runners (this one and :mod:`stream.ray_runner`) share :class:`RunSession`, the driver-side
 bookkeeping (events, windowed metrics, drift scoring, the summary and the report), and build
 the same components with the functions below, so a seed and a config give the same metrics
 in either.
@@ -8,23 +8,22 @@ in either.
 from __future__ import annotations
 
 import logging
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
-from learners.stream_learner import EvalRecord, LocalTeacherClient, StepResult, StreamLearner, TeacherClient
+from learners.records import StepResult
+from learners.stream_learner import LocalTeacherClient, StreamLearner, TeacherClient
 from perception.teacher import TeacherOutput
-from perception.evaluator import EvaluatorConfig, StreamingEvaluator
-from perception.labels import CITYSCAPES_TO_CAMVID, CAMVID_CLASS_NAMES
 from perception.nets import count_macs, count_params
 from perception.student_nets import build_student_net
 from perception.weights import WEIGHTS_DIR, load_weights
 from stream.config import ConfigError, RunConfig
+from stream.evaluation import FrameEvaluator, peak_rss_mb
 from stream.recorder import RunRecorder
 from stream.report import write_report
 from stream.sources import open_source
@@ -121,67 +120,6 @@ def build_learner(config: RunConfig, teacher_client: TeacherClient, checkpoint_d
         checkpoint_dir=checkpoint_dir,
         device=config.student.device,
     )
-
-
-def build_source(config: RunConfig) -> Source:
-    return open_source(config.run.source, config)
-
-
-class EvalMapper:
-    """Evaluate in the canonical space, or map predictions into a log's label set first."""
-
-    def __init__(self, label_map: str, base: EvaluatorConfig):
-        self.name = label_map
-        if label_map in ("", "canonical", "cityscapes"):
-            self.table = None
-            self.config = base
-        elif label_map == "camvid":
-            self.table = np.full(256, 255, np.uint8)
-            self.table[: len(CITYSCAPES_TO_CAMVID)] = CITYSCAPES_TO_CAMVID
-            self.config = EvaluatorConfig(num_classes=len(CAMVID_CLASS_NAMES), ignore_index=base.ignore_index, window=base.window)
-        else:
-            raise ValueError(f"unknown label map {label_map!r} for evaluation (choose canonical or camvid)")
-
-    def __call__(self, labels: np.ndarray | None) -> np.ndarray | None:
-        if labels is None or self.table is None:
-            return labels
-        return self.table[labels]
-
-
-class FrameEvaluator:
-    """A :class:`StreamingEvaluator` fed with :class:`EvalRecord` s, skipping replays.
-
-    Ground truth is expected in the evaluation label set; predictions are mapped into it.
-    """
-
-    def __init__(self, config: EvaluatorConfig, label_map: str = ""):
-        self.mapper = EvalMapper(label_map, config)
-        self.evaluator = StreamingEvaluator(self.mapper.config)
-        self.last_index = -1
-
-    def update(self, records: Iterable[EvalRecord]) -> list[dict[str, Any]]:
-        """Count records in order; returns the windows completed."""
-        windows = []
-        for record in records:
-            if record.index <= self.last_index:  # re-sent after an actor restart
-                continue
-            self.last_index = record.index
-            self.evaluator.update(record.domain, self.mapper(record.student), record.ground_truth, self.mapper(record.teacher))
-            window = self.evaluator.window_metrics()
-            if window is not None:
-                window["frame_end"] = record.index + 1
-                window["domain"] = record.domain
-                window["teacher_rate"] = window["teacher_frames"] / max(1, window["frames"])
-                windows.append(window)
-        return windows
-
-    def summary(self) -> dict[str, Any]:
-        return self.evaluator.summary()
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (MB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def score_drift(detections: list[int], true_shifts: list[int], tolerance: int = DRIFT_TOLERANCE) -> dict[str, Any]:
@@ -310,7 +248,7 @@ def run_local(config: RunConfig, progress: bool = True, source: Source | None = 
         torch.set_num_threads(config.run.torch_threads)
     recorder = RunRecorder(config.run.out, config.to_json())
     session = RunSession(config, recorder)
-    source = build_source(config) if source is None else source
+    source = open_source(config.run.source, config) if source is None else source
     teacher = build_teacher(config) if teacher is None else teacher
     learner = build_learner(config, LocalTeacherClient(teacher), recorder.checkpoint_dir)
     evaluator = FrameEvaluator(config.evaluator, config.run.label_map)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from perception.argmax import class_labels
 from perception.nets import TEACHER_CONFIG, SegNet, SegNetConfig, count_macs, count_params
 from perception.teacher import TeacherOutput
 from perception.weights import WEIGHTS_DIR, load_weights
@@ -70,7 +71,7 @@ class SegNetTeacher:
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)  # (B, H, W, 3)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
         logits = self.model(x)  # (B, 19, H, W)
-        labels = logits.argmax(1).to(torch.uint8)  # (B, H, W)
+        labels = class_labels(logits)  # (B, H, W) uint8
         s = self.logits_stride
         small = F.avg_pool2d(logits, s) if s > 1 else logits  # (B, 19, H/s, W/s)
-        return TeacherOutput(labels.cpu().numpy(), small.float().cpu().numpy())
+        return TeacherOutput(labels, small.float().cpu().numpy())

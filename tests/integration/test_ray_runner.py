@@ -24,7 +24,7 @@ def local(tmp_path_factory):
 
 @pytest.mark.parametrize("transport", ["ring", "object_store"])
 def test_ray_runner_matches_in_process_runner(tmp_path, ray_session, transport, local):
-    from stream.actors import run_ray
+    from stream.ray_runner import run_ray
 
     remote = run_ray(config(tmp_path, "ray", "run.runner=ray", f"run.transport={transport}"), progress=False)
     for key in ("frames", "teacher_calls", "student_miou", "teacher_miou", "student_vs_teacher_miou", "drift_events", "true_shifts"):
@@ -35,7 +35,7 @@ def test_ray_runner_matches_in_process_runner(tmp_path, ray_session, transport, 
 
 @pytest.mark.parametrize("transport", ["ring", "object_store"])
 def test_crashed_learner_resumes_from_checkpoint(tmp_path, ray_session, transport, local):
-    from stream.actors import run_ray
+    from stream.ray_runner import run_ray
 
     clean = local
     # ring: the frames since the checkpoint are read again from the source (their slots were reused)

@@ -1,0 +1,83 @@
+"""The learner's settings: distillation, online learning and the stream learner, one frozen
+dataclass each.
+
+They live apart from the classes they configure, in a module that imports neither torch nor
+numpy, so that :class:`stream.config.RunConfig` loads without torch: the Ray ingest and
+evaluator actors receive the whole run config and never import torch (about a second of CPU
+and a few hundred MB per process on the vehicle box).
+
+Example:
+    >>> OnlineConfig(steps_per_label=4).steps_per_label
+    4
+    >>> DistillationConfig(alpha=2.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: learner.alpha must be in [0, 1], got 2.0
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    """How hard and soft targets are mixed.
+
+    alpha: weight of the hard-label loss; (1 - alpha) weights the soft-label loss.
+    temperature: softmax temperature of the soft-label loss.
+    """
+
+    alpha: float = 0.5  # 1.0 = hard labels only, 0.0 = soft labels only
+    temperature: float = 2.0
+    class_balance: float = 0.5  # hard-label class weights freq**-power (0 = none, 0.5 = sqrt balancing)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"learner.alpha must be in [0, 1], got {self.alpha}")
+        if self.temperature <= 0:
+            raise ValueError(f"learner.temperature must be > 0, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    lr: float = 2e-3  # Adam learning rate
+    weight_decay: float = 1e-5
+    steps_per_label: int = 12  # gradient steps for every teacher-labelled frame
+    catch_up_steps: int = 0  # steps instead while the student trails the teacher (after a drift); 0 = same
+    batch_size: int = 8  # the new frame + replayed frames per step
+    grad_clip: float = 5.0  # max gradient norm (0 = off)
+    crop: tuple[int, int] = (96, 192)  # (height, width) of the random training crops; (0, 0) = whole frames
+    predict_bn: str = "running"  # batch norm when predicting: "running" statistics, or "frame" (normalise by the
+    # frame's own statistics and fold them into the running ones: teacher-free test-time adaptation)
+    ema: float = 0.0  # predict with an exponential moving average of the weights, this decay per step (0 = off)
+    loss_grid: str = "net"  # where the training losses are taken: "net" = the network's own output grid
+    # (its coarse_logits, labels sampled there: a step costs about a third less) or "frame" = full size
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"learner.lr must be > 0, got {self.lr}")
+        if self.steps_per_label < 1 or self.batch_size < 1:
+            raise ValueError(f"learner.steps_per_label and learner.batch_size must be >= 1, got {self.steps_per_label}, {self.batch_size}")
+        if self.predict_bn not in ("running", "frame"):
+            raise ValueError(f"online.predict_bn must be 'running' or 'frame', got {self.predict_bn!r}")
+        if self.loss_grid not in ("net", "frame"):
+            raise ValueError(f"online.loss_grid must be 'net' or 'frame', got {self.loss_grid!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"online.ema must be in [0, 1), got {self.ema}")
+
+
+@dataclass(frozen=True)
+class StreamLearnerConfig:
+    teacher_latency: int = 3  # frames between asking the teacher and learning from its answer
+    checkpoint_every: int = 600  # frames between checkpoints (0 = never)
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk
+    rate_event_change: float = 0.25  # log a teacher-rate event when the rate moved this much (relative)
+    agreement: str = "pixel"  # what the scheduler steers on: "pixel" accuracy or frame "miou" vs the teacher
+
+    def __post_init__(self) -> None:
+        if self.agreement not in ("pixel", "miou"):
+            raise ValueError(f"learner.agreement must be 'pixel' or 'miou', got {self.agreement!r}")
+        if self.teacher_latency < 0:
+            raise ValueError(f"learner.teacher_latency must be >= 0, got {self.teacher_latency}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"learner.checkpoint_every must be >= 0, got {self.checkpoint_every}")
