@@ -72,8 +72,8 @@ class OnlineLearner:
         self.replay = ReplayBuffer(replay, seed=seed)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.steps = 0
-        # torch threads for gradient steps only (0 = torch's setting); the Ray learner actor predicts
-        # with one thread and trains with more (see stream.actors.learner_train_threads)
+        # torch threads for gradient steps only (0 = torch's setting); both runners predict
+        # on one thread and train on every core (see stream.config.RunSection.train_threads)
         self.train_threads = 0
         self.rng = self.replay.rng  # one seeded generator for replay draws and crops
         # the predictor: the trained model itself, or a moving average of its weights (online.ema)

@@ -78,25 +78,12 @@ class PackReader:
 
 
 def _threads(config: RunConfig) -> None:
-    """Torch threads of this actor: ``run.torch_threads``, or one when it is 0 (several torch
-    processes with a thread per core each stall one another on a small machine)."""
+    """Torch threads of this actor's process: ``run.inference_threads()`` (one by default;
+    several torch processes with a thread per core each stall one another on a small machine).
+    The learner's gradient steps take ``run.train_threads()`` (see ``build_learner``)."""
     import torch
 
-    torch.set_num_threads(config.run.torch_threads if config.run.torch_threads > 0 else 1)
-
-
-def learner_train_threads(config: RunConfig) -> int:
-    """Torch threads of the learner actor's gradient steps: ``run.torch_threads``, or every core
-    when it is 0. Training is the pipeline's critical path and its batches split well over
-    threads; the learner's per-frame prediction (batch 1, small kernels) stays on one thread,
-    where a second one only waits on the other actors sharing the cores.
-
-    Example:
-        >>> from stream.config import load_config
-        >>> learner_train_threads(load_config(None, ["run.torch_threads=3"]))
-        3
-    """
-    return config.run.torch_threads if config.run.torch_threads > 0 else max(1, os.cpu_count() or 1)
+    torch.set_num_threads(config.run.inference_threads())
 
 
 class PrefetchIterator:
@@ -372,7 +359,6 @@ class LearnerActor:
 
         _threads(config)
         self.learner = build_learner(config, RayTeacherClient(teacher), checkpoint_dir)
-        self.learner.learner.train_threads = learner_train_threads(config)
         self.packs = PackReader()
         self.held: deque[tuple[int, str, int]] = deque()  # (frame index, ring, seq) of ring frames not released
 

@@ -30,6 +30,7 @@ from learners.replay import ReplayConfig
 from learners.scheduler import SchedulerConfig
 from perception.evaluator import EvaluatorConfig
 from sim.world import SimConfig
+from stream.machine import usable_cores
 
 
 class ConfigError(ValueError):
@@ -63,14 +64,35 @@ class RunSection:
     seed: int = 0
     runner: str = "local"  # local | ray
     out: str = "runs/latest"  # the run folder
-    torch_threads: int = 0  # 0 = torch's default in-process; under Ray one per actor, and every core
-    # for the learner's gradient steps
+    torch_threads: int = 0  # 0 = in both runners one thread for the teacher and the student's
+    # predictions and every usable core for the learner's gradient steps; N = N threads for all
     max_in_flight: int = 8  # Ray: frames between ingest and learner at most
     transport: str = "auto"  # Ray: how images reach the learner and teacher: ring (shared memory,
     # one machine) | object_store | auto (ring on a one-machine cluster unless realtime)
     ring_slots: int = 0  # Ray ring transport: image slots; 0 = 2 x max_in_flight + teacher latency + 16
     realtime: bool = False  # pace a log by its timestamps (dropping frames when slow)
     label_map: str = ""  # evaluate in another label set (e.g. camvid); empty = canonical
+
+    def inference_threads(self) -> int:
+        """Torch threads of the teacher and of the student's batch-1 predictions.
+
+        One unless ``torch_threads`` says otherwise: a small forward pass gains little from a
+        second thread, and under Ray that thread would only wait on the other actors.
+        """
+        return self.torch_threads if self.torch_threads > 0 else 1
+
+    def train_threads(self) -> int:
+        """Torch threads of the learner's gradient steps: every usable core unless
+        ``torch_threads`` says otherwise (training is the critical path and splits well).
+
+        Both runners use the same counts, so a seed and a config give the same metrics in
+        either (another count would sum floats in another order).
+
+        Example:
+            >>> RunSection(torch_threads=3).train_threads(), RunSection(torch_threads=3).inference_threads()
+            (3, 3)
+        """
+        return self.torch_threads if self.torch_threads > 0 else usable_cores()
 
     def __post_init__(self) -> None:
         if self.transport not in ("auto", "ring", "object_store"):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from learners.records import StepResult
+from learners.online import torch_threads
 from learners.stream_learner import LocalTeacherClient, StreamLearner, TeacherClient
 from perception.teacher import TeacherOutput
 from perception.nets import count_macs, count_params
@@ -107,7 +108,9 @@ def build_teacher(config: RunConfig) -> Any:
 
 
 def build_learner(config: RunConfig, teacher_client: TeacherClient, checkpoint_dir: Path | None) -> StreamLearner:
-    return StreamLearner(
+    """The stream learner of a run; its gradient steps take ``run.train_threads()`` torch
+    threads (the caller sets the thread count of everything else, ``run.inference_threads()``)."""
+    learner = StreamLearner(
         build_student(config),
         teacher_client,
         seed=config.run.seed,
@@ -120,6 +123,8 @@ def build_learner(config: RunConfig, teacher_client: TeacherClient, checkpoint_d
         checkpoint_dir=checkpoint_dir,
         device=config.student.device,
     )
+    learner.learner.train_threads = config.run.train_threads()
+    return learner
 
 
 def score_drift(detections: list[int], true_shifts: list[int], tolerance: int = DRIFT_TOLERANCE) -> dict[str, Any]:
@@ -243,9 +248,16 @@ def run_local(config: RunConfig, progress: bool = True, source: Source | None = 
     ``source`` and ``teacher``, when given, are used instead of the ones ``run.source`` and
     ``teacher.spec`` name (e.g. several logs with their own options, or a teacher with a
     non-default inference size); the run takes ownership of ``source`` and closes it.
+
+    Torch runs on ``run.inference_threads()`` threads here (restored afterwards), except the
+    learner's gradient steps: the same split as the Ray actors', so both runners give the
+    same metrics.
     """
-    if config.run.torch_threads > 0:
-        torch.set_num_threads(config.run.torch_threads)
+    with torch_threads(config.run.inference_threads()):
+        return _run_local(config, progress, source, teacher)
+
+
+def _run_local(config: RunConfig, progress: bool, source: Source | None, teacher: Any) -> dict[str, Any]:
     recorder = RunRecorder(config.run.out, config.to_json())
     session = RunSession(config, recorder)
     source = open_source(config.run.source, config) if source is None else source

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,6 +30,7 @@ import cv2
 import numpy as np
 
 from stream.frame import Frame
+from stream.machine import usable_cores
 from stream.sources.base import SourceError
 from stream.sources.images import RecordedSource, build_config, check_backwards_policy, list_images, parse_size, read_label
 from stream.sources.labelmaps import get_label_map
@@ -74,13 +74,6 @@ class VideoConfig:
                 raise SourceError(f"fps must be positive, got {self.fps!r}")
             object.__setattr__(self, "fps", fps)
         check_backwards_policy(self.on_backwards)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the platform tells it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def default_decoder_threads() -> int:

@@ -28,7 +28,11 @@ def short_config(tmp_path: Path, frames: int = 180, *extra: str):
 
 
 def test_short_tour_writes_the_whole_run_folder(tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
     summary = run_local(short_config(tmp_path), progress=False)
+    assert torch.get_num_threads() == threads  # the run's thread split is undone afterwards
     run = tmp_path / "run"
     assert SUMMARY_KEYS <= set(summary)
     assert summary["frames"] == 180

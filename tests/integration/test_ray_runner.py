@@ -12,7 +12,7 @@ pytestmark = pytest.mark.ray
 
 
 def config(tmp_path, name, *extra):
-    return load_config(None, ["run.frames=120", f"run.out={tmp_path / name}", "evaluator.window=30", "run.torch_threads=1",
+    return load_config(None, ["run.frames=120", f"run.out={tmp_path / name}", "evaluator.window=30",
                               "learner.checkpoint_every=40", *extra])
 
 

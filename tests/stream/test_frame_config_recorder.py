@@ -114,3 +114,13 @@ def test_recorder_writes_jsonl_and_summary(tmp_path):
     rec.close()
     assert json.loads((tmp_path / "run/metrics.jsonl").read_text())["student_miou"] is None
     assert json.loads((tmp_path / "run/summary.json").read_text()) == {"frames": 1}
+
+
+def test_thread_split_is_one_for_inference_and_every_core_for_training():
+    from stream.machine import usable_cores
+
+    default = load_config(None, []).run
+    assert default.inference_threads() == 1
+    assert default.train_threads() == usable_cores()
+    pinned = load_config(None, ["run.torch_threads=3"]).run
+    assert (pinned.inference_threads(), pinned.train_threads()) == (3, 3)
