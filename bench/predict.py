@@ -5,8 +5,8 @@
 Baseline: the full-size logits of the net's forward, then ``torch.argmax`` over the classes
 (what the learner did before ``perception.argmax``). Ours: ``OnlineLearner.predict``, which
 takes the coarse logits and the numba upsampling-argmax. Both on the same frames, alternating,
-on one thread (a Ray learner actor predicts on one) and on two (the in-process runner's
-default here). Prints milliseconds per frame (medians) and the ratio; the last line is one
+on one thread (where both runners predict by default, ``run.inference_threads()``) and on
+two (torch's default on this machine). Prints milliseconds per frame (medians) and the ratio; the last line is one
 JSON object with the figures.
 """
 from __future__ import annotations

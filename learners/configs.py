@@ -2,9 +2,10 @@
 dataclass each.
 
 They live apart from the classes they configure, in a module that imports neither torch nor
-numpy, so that :class:`stream.config.RunConfig` loads without torch: the Ray ingest and
-evaluator actors receive the whole run config and never import torch (about a second of CPU
-and a few hundred MB per process on the vehicle box).
+numpy, so that a pickled :class:`stream.config.RunConfig` loads without torch: the Ray ingest
+and evaluator actors receive the whole run config and never import torch (about a second of
+CPU and a few hundred MB per process on the vehicle box). Building a config from scratch still
+checks ``student.net`` against the student nets, which imports torch; the driver does that.
 
 Example:
     >>> OnlineConfig(steps_per_label=4).steps_per_label

@@ -14,7 +14,6 @@ Example:
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 

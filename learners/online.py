@@ -123,12 +123,14 @@ class OnlineLearner:
             return self.model.coarse_logits(x)
         return self.model(x)
 
+    def _predicting(self) -> nn.Module:
+        """The predictor, in the batch-norm mode of ``online.predict_bn``."""
+        return self.predictor.train(self.config.predict_bn == "frame")
+
     @torch.inference_mode()
     def predict_logits(self, image: np.ndarray) -> torch.Tensor:
         """Shape: image (H, W, 3) uint8 -> logits (1, K, H, W)."""
-        net = self.predictor
-        net.train(self.config.predict_bn == "frame")
-        return net(images_to_tensor(image[None], self.device))
+        return self._predicting()(images_to_tensor(image[None], self.device))
 
     @torch.inference_mode()
     def predict(self, image: np.ndarray) -> np.ndarray:
@@ -138,11 +140,9 @@ class OnlineLearner:
         upsampling) gives labels straight from its coarse grid, without the full-size map
         (:func:`perception.argmax.upsampled_class_labels`, about three times faster).
         """
-        net = self.predictor
-        coarse = getattr(net, "coarse_logits", None)
+        coarse = getattr(self._predicting(), "coarse_logits", None)
         if coarse is None:
             return class_labels(self.predict_logits(image)[0])  # (H, W) uint8
-        net.train(self.config.predict_bn == "frame")
         height, width = image.shape[:2]
         logits = coarse(images_to_tensor(image[None], self.device))  # (1, K, H/s, W/s)
         return upsampled_class_labels(logits[0], height, width)  # (H, W) uint8

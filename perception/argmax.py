@@ -5,8 +5,9 @@ it takes about 1 to 5 ms for 19 classes at 256x128, a quarter of the student's w
 prediction. :func:`class_labels` gives the same labels (first maximum on ties, NaN counts as
 the maximum, as torch does) in about 0.1 ms: the kernel walks the classes in the outer loop
 and every pixel in the inner one, so each pass is a plain vectorisable sweep over memory.
-Channels-last logits (the fast student's upsampled output) are read in place by a second
-kernel; tensors on a GPU keep torch's argmax there and copy only the labels back.
+Channels-last logits (e.g. ``FastSegNet.forward``'s output) are read in place by a second
+kernel. Tensors on a GPU keep torch's argmax there and copy only the labels back; other
+dtypes than float32 and float64, and empty maps, go to torch as well.
 
 :func:`upsampled_class_labels` takes a network's coarse logits (stride 2 or 4) and gives the
 labels of their bilinear upsampling to the frame size (``align_corners=False``, as
@@ -33,6 +34,13 @@ import torch.nn.functional as F
 from numba import njit
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _wins(value, current) -> bool:  # pragma: no cover - compiled
+    """Whether ``value`` replaces the running maximum ``current``: larger, or the first NaN
+    (torch counts NaN as the maximum and keeps the first)."""
+    return value > current or (value != value and current == current)
+
+
 @njit(cache=True, nogil=True)
 def _argmax_planar(logits: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
     """logits (K, N) float32 C-contiguous -> out (N,) uint8: first index of the maximum."""
@@ -43,9 +51,7 @@ def _argmax_planar(logits: np.ndarray, out: np.ndarray) -> None:  # pragma: no c
         row = logits[c]
         for p in range(pixels):
             value = row[p]
-            current = best[p]
-            # a NaN wins over any number and the first NaN stays (torch's rule)
-            if value > current or (value != value and current == current):
+            if _wins(value, best[p]):
                 best[p] = value
                 out[p] = c
 
@@ -59,7 +65,7 @@ def _argmax_interleaved(logits: np.ndarray, out: np.ndarray) -> None:  # pragma:
         index = 0
         for c in range(1, classes):
             value = logits[p, c]
-            if value > best or (value != value and best == best):
+            if _wins(value, best):
                 best = value
                 index = c
         out[p] = index
@@ -69,7 +75,7 @@ def class_labels(logits: torch.Tensor) -> np.ndarray:
     """The class index of every pixel, exactly ``logits.argmax(-3)`` as a uint8 numpy array.
 
     Shape:
-        logits (..., K, H, W) float, K <= 256 -> labels (..., H, W) uint8
+        logits (..., K, H, W), K <= 256 -> labels (..., H, W) uint8
 
     Example:
         >>> x = torch.randn(2, 19, 8, 12)
@@ -79,12 +85,12 @@ def class_labels(logits: torch.Tensor) -> np.ndarray:
     if logits.dim() < 3:
         raise ValueError(f"class_labels: logits need (..., K, H, W), got shape {tuple(logits.shape)}")
     classes, height, width = logits.shape[-3:]
-    if classes > 256:
-        raise ValueError(f"class_labels: {classes} classes do not fit uint8 labels")
+    if not 0 < classes <= 256:
+        raise ValueError(f"class_labels: {classes} classes do not fit uint8 labels (1 to 256)")
     lead = tuple(logits.shape[:-3])
-    if logits.device.type != "cpu" or classes == 0:
+    if logits.device.type != "cpu" or logits.dtype not in (torch.float32, torch.float64) or logits.numel() == 0:
         return logits.argmax(-3).to(torch.uint8).cpu().numpy()
-    logits = logits.detach().float().reshape(-1, classes, height, width)  # (B, K, H, W)
+    logits = logits.detach().reshape(-1, classes, height, width)  # (B, K, H, W)
     out = np.empty((logits.shape[0], height * width), np.uint8)  # (B, H*W)
     for b in range(logits.shape[0]):
         item = logits[b]  # (K, H, W)
@@ -138,8 +144,7 @@ def _upsample_argmax(coarse, rows0, rows1, row_w0, row_w1, cols0, cols1, col_w0,
         for c in range(1, classes):
             for x in range(width):
                 value = w_top * widened[c, top, x] + w_bottom * widened[c, bottom, x]
-                current = best[x]
-                if value > current or (value != value and current == current):
+                if _wins(value, best[x]):
                     best[x] = value
                     out[y, x] = c
 
@@ -147,8 +152,11 @@ def _upsample_argmax(coarse, rows0, rows1, row_w0, row_w1, cols0, cols1, col_w0,
 def upsampled_class_labels(coarse: torch.Tensor, height: int, width: int) -> np.ndarray:
     """Labels of ``F.interpolate(coarse, (height, width), mode="bilinear")``, without the map.
 
+    float32 logits on a CPU take the fused kernel; anything else (a GPU, another dtype, an
+    empty map) is upsampled by torch and then labelled by :func:`class_labels`.
+
     Shape:
-        coarse (..., K, h, w) float, K <= 256 -> labels (..., height, width) uint8
+        coarse (..., K, h, w), K <= 256 -> labels (..., height, width) uint8
 
     Example:
         >>> coarse = torch.randn(19, 16, 32)
@@ -159,14 +167,17 @@ def upsampled_class_labels(coarse: torch.Tensor, height: int, width: int) -> np.
     if coarse.dim() < 3:
         raise ValueError(f"upsampled_class_labels: logits need (..., K, h, w), got shape {tuple(coarse.shape)}")
     classes, height_in, width_in = coarse.shape[-3:]
-    if coarse.device.type != "cpu" or classes == 0 or classes > 256:
+    if not 0 < classes <= 256:
+        raise ValueError(f"upsampled_class_labels: {classes} classes do not fit uint8 labels (1 to 256)")
+    lead = tuple(coarse.shape[:-3])
+    if coarse.device.type != "cpu" or coarse.dtype != torch.float32 or coarse.numel() == 0 or height * width == 0:
         flat = coarse.reshape(-1, classes, height_in, width_in)  # (B, K, h, w)
         full = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)  # (B, K, H, W)
-        return class_labels(full).reshape(tuple(coarse.shape[:-3]) + (height, width))
-    flat = coarse.detach().float().reshape(-1, classes, height_in, width_in)  # (B, K, h, w)
+        return class_labels(full).reshape(lead + (height, width))
+    flat = coarse.detach().reshape(-1, classes, height_in, width_in)  # (B, K, h, w)
     rows = _axis_weights(height_in, height)
     cols = _axis_weights(width_in, width)
     out = np.empty((flat.shape[0], height, width), np.uint8)  # (B, H, W)
     for b in range(flat.shape[0]):
         _upsample_argmax(flat[b].contiguous().numpy(), *rows, *cols, out[b])
-    return out.reshape(tuple(coarse.shape[:-3]) + (height, width))
+    return out.reshape(lead + (height, width))

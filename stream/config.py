@@ -86,7 +86,8 @@ class RunSection:
         ``torch_threads`` says otherwise (training is the critical path and splits well).
 
         Both runners use the same counts, so a seed and a config give the same metrics in
-        either (another count would sum floats in another order).
+        either (another count would sum floats in another order). Each process counts its
+        own usable cores: on a cluster whose nodes differ, pin ``torch_threads`` for that.
 
         Example:
             >>> RunSection(torch_threads=3).train_threads(), RunSection(torch_threads=3).inference_threads()

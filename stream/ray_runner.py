@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import time
 from collections import deque
 from typing import Any
@@ -25,6 +24,7 @@ from stream.actors import EvaluatorActor, FrameSlot, IngestActor, LearnerActor, 
 from stream.config import RunConfig
 from stream.evaluation import peak_rss_mb
 from stream.framering import remove_ring, ring_name
+from stream.machine import usable_cores
 from stream.pipeline import RunSession, progress_bar
 from stream.recorder import RunRecorder
 
@@ -36,7 +36,7 @@ LEARNER_GONE = (RayActorError, ActorUnavailableError)  # died, or restarting aft
 def ensure_ray(num_cpus: int | None = None) -> None:
     """Start a local Ray instance unless one is running (tests share one per session)."""
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
+        ray.init(num_cpus=num_cpus or usable_cores(), include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=True, configure_logging=False)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from stream.config import load_config
@@ -117,3 +118,24 @@ def test_reread_and_close_run_while_a_read_waits_for_free_slots(tmp_path, ray_se
     with pytest.raises(Exception):
         ray.get(stuck, timeout=60)  # the waiting read ends with the ring's "closed" error
     ray.kill(actor)
+
+
+def test_ingest_and_evaluator_actors_never_load_torch(tmp_path, ray_session):
+    """After real work, the two helper actors' processes hold no torch (see stream.actors)."""
+    import ray
+
+    from learners.records import EvalRecord
+    from stream.actors import EvaluatorActor, IngestActor
+
+    cfg = config(tmp_path, "probe", "run.frames=8")
+    ingest, evaluator = IngestActor.remote(cfg), EvaluatorActor.remote(cfg)
+    try:
+        assert len(ray.get(ingest.read.remote(4))) == 4
+        labels = np.zeros((8, 8), np.uint8)
+        ray.get(evaluator.update.remote([EvalRecord(0, "clear", labels, labels, None)]))
+        probe = eval("lambda actor: 'torch' in __import__('sys').modules")  # pickled by value, no test module
+        assert ray.get([ingest.__ray_call__.remote(probe), evaluator.__ray_call__.remote(probe)]) == [False, False]
+    finally:
+        ray.get(ingest.close.remote())
+        for actor in (ingest, evaluator):
+            ray.kill(actor)

@@ -50,6 +50,30 @@ def test_class_labels_refuse_wrong_shapes():
         class_labels(torch.zeros(4, 4))
     with pytest.raises(ValueError, match="uint8"):
         class_labels(torch.zeros(300, 2, 2))
+    with pytest.raises(ValueError, match="uint8"):
+        upsampled_class_labels(torch.zeros(300, 2, 2), 4, 4)
+    with pytest.raises(ValueError, match="uint8"):
+        class_labels(torch.zeros(0, 2, 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.int32])
+def test_other_dtypes_give_torch_labels(dtype):
+    """float64 is read as it is (no rounding to float32 that could make ties); the rest goes to torch."""
+    logits = torch.tensor([[[1.0, 3.0]], [[1.0 + 1e-12, 3.0]]], dtype=torch.float64).to(dtype)  # (2, 1, 2)
+    assert np.array_equal(class_labels(logits), torch_labels(logits))
+    coarse = (torch.randn(19, 4, 6) * 100).to(dtype)
+    if dtype == torch.float64:
+        assert class_labels(logits)[0, 0] == 1  # 1 + 1e-12 wins in float64
+        full = F.interpolate(coarse[None], size=(8, 12), mode="bilinear", align_corners=False)[0]
+        assert np.array_equal(upsampled_class_labels(coarse, 8, 12), class_labels(full))
+
+
+def test_empty_maps_and_one_pixel_grids():
+    assert class_labels(torch.zeros(0, 19, 4, 4)).shape == (0, 4, 4)
+    assert class_labels(torch.zeros(19, 0, 4)).shape == (0, 4)
+    torch.manual_seed(3)
+    one = torch.randn(19, 1, 1)  # a single coarse pixel: every output pixel takes its class
+    assert np.array_equal(upsampled_class_labels(one, 3, 5), np.full((3, 5), int(one.argmax()), np.uint8))
 
 
 @pytest.mark.parametrize("size_in,size_out", [((16, 32), (64, 128)), ((32, 64), (64, 128)), ((45, 60), (360, 480)),
