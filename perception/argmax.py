@@ -71,6 +71,16 @@ def _argmax_interleaved(logits: np.ndarray, out: np.ndarray) -> None:  # pragma:
         out[p] = index
 
 
+def _split_shape(logits: torch.Tensor, caller: str) -> tuple[tuple[int, ...], int, int, int]:
+    """(leading dims, K, H, W) of (..., K, H, W) logits; K must fit uint8 labels."""
+    if logits.dim() < 3:
+        raise ValueError(f"{caller}: logits need (..., K, H, W), got shape {tuple(logits.shape)}")
+    classes, height, width = logits.shape[-3:]
+    if not 0 < classes <= 256:
+        raise ValueError(f"{caller}: {classes} classes do not fit uint8 labels (1 to 256)")
+    return tuple(logits.shape[:-3]), classes, height, width
+
+
 def class_labels(logits: torch.Tensor) -> np.ndarray:
     """The class index of every pixel, exactly ``logits.argmax(-3)`` as a uint8 numpy array.
 
@@ -82,12 +92,7 @@ def class_labels(logits: torch.Tensor) -> np.ndarray:
         >>> bool((class_labels(x) == x.argmax(1).numpy()).all())
         True
     """
-    if logits.dim() < 3:
-        raise ValueError(f"class_labels: logits need (..., K, H, W), got shape {tuple(logits.shape)}")
-    classes, height, width = logits.shape[-3:]
-    if not 0 < classes <= 256:
-        raise ValueError(f"class_labels: {classes} classes do not fit uint8 labels (1 to 256)")
-    lead = tuple(logits.shape[:-3])
+    lead, classes, height, width = _split_shape(logits, "class_labels")
     if logits.device.type != "cpu" or logits.dtype not in (torch.float32, torch.float64) or logits.numel() == 0:
         return logits.argmax(-3).to(torch.uint8).cpu().numpy()
     logits = logits.detach().reshape(-1, classes, height, width)  # (B, K, H, W)
@@ -164,12 +169,7 @@ def upsampled_class_labels(coarse: torch.Tensor, height: int, width: int) -> np.
         >>> bool((upsampled_class_labels(coarse, 64, 128) == class_labels(full)).all())
         True
     """
-    if coarse.dim() < 3:
-        raise ValueError(f"upsampled_class_labels: logits need (..., K, h, w), got shape {tuple(coarse.shape)}")
-    classes, height_in, width_in = coarse.shape[-3:]
-    if not 0 < classes <= 256:
-        raise ValueError(f"upsampled_class_labels: {classes} classes do not fit uint8 labels (1 to 256)")
-    lead = tuple(coarse.shape[:-3])
+    lead, classes, height_in, width_in = _split_shape(coarse, "upsampled_class_labels")
     if coarse.device.type != "cpu" or coarse.dtype != torch.float32 or coarse.numel() == 0 or height * width == 0:
         flat = coarse.reshape(-1, classes, height_in, width_in)  # (B, K, h, w)
         full = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)  # (B, K, H, W)
