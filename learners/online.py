@@ -138,7 +138,8 @@ class OnlineLearner:
 
         A net with ``coarse_logits`` (every student net: its ``forward`` is their bilinear
         upsampling) gives labels straight from its coarse grid, without the full-size map
-        (:func:`perception.argmax.upsampled_class_labels`, about three times faster).
+        (:func:`perception.argmax.upsampled_class_labels`: that step about three times faster,
+        the whole prediction 1.1-1.2x, ``bench/predict.py``).
         """
         coarse = getattr(self._predicting(), "coarse_logits", None)
         if coarse is None:

@@ -1,9 +1,9 @@
 """Per-pixel class labels from logits: the argmax over the class axis, as uint8, with numba.
 
 ``torch.argmax`` over the class axis of a (K, H, W) map reduces along a strided axis; on a CPU
-it takes about 1 to 5 ms for 19 classes at 256x128, a quarter of the student's whole batch-1
-prediction. :func:`class_labels` gives the same labels (first maximum on ties, NaN counts as
-the maximum, as torch does) in about 0.1 ms: the kernel walks the classes in the outer loop
+it took from 0.3 to 5 ms for 19 classes at 256x128 here, depending on the map's memory layout.
+:func:`class_labels` gives the same labels (first maximum on ties, NaN counts as the maximum,
+as torch does) in about 0.1 ms on a planar map: the kernel walks the classes in the outer loop
 and every pixel in the inner one, so each pass is a plain vectorisable sweep over memory.
 Channels-last logits (e.g. ``FastSegNet.forward``'s output) are read in place by a second
 kernel. Tensors on a GPU keep torch's argmax there and copy only the labels back; other

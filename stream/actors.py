@@ -30,9 +30,10 @@ import ray
 from learners.records import StepResult
 from perception.teacher import TeacherOutput
 from stream.config import RunConfig
-from stream.evaluation import FrameEvaluator, peak_rss_mb
+from stream.evaluation import FrameEvaluator
 from stream.frame import Frame
 from stream.framering import FrameRing, RingFrame, RingReaders, as_frame
+from stream.machine import peak_rss_mb
 from stream.sources import open_source
 
 log = logging.getLogger(__name__)

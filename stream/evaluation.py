@@ -16,7 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-import resource
 from typing import Any, Iterable
 
 import numpy as np
@@ -76,8 +75,3 @@ class FrameEvaluator:
 
     def summary(self) -> dict[str, Any]:
         return self.evaluator.summary()
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (MB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

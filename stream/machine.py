@@ -1,4 +1,4 @@
-"""What this machine lends the pipeline: the CPU cores a process may use.
+"""What this machine lends the pipeline: the CPU cores a process may use, and the memory it took.
 
 Example:
     >>> usable_cores() >= 1
@@ -7,6 +7,7 @@ Example:
 from __future__ import annotations
 
 import os
+import resource
 
 
 def usable_cores() -> int:
@@ -14,3 +15,8 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

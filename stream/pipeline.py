@@ -24,7 +24,8 @@ from perception.nets import count_macs, count_params
 from perception.student_nets import build_student_net
 from perception.weights import WEIGHTS_DIR, load_weights
 from stream.config import ConfigError, RunConfig
-from stream.evaluation import FrameEvaluator, peak_rss_mb
+from stream.evaluation import FrameEvaluator
+from stream.machine import peak_rss_mb
 from stream.recorder import RunRecorder
 from stream.report import write_report
 from stream.sources import open_source

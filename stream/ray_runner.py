@@ -22,9 +22,8 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from learners.records import StepResult
 from stream.actors import EvaluatorActor, FrameSlot, IngestActor, LearnerActor, TeacherActor
 from stream.config import RunConfig
-from stream.evaluation import peak_rss_mb
 from stream.framering import remove_ring, ring_name
-from stream.machine import usable_cores
+from stream.machine import peak_rss_mb, usable_cores
 from stream.pipeline import RunSession, progress_bar
 from stream.recorder import RunRecorder
 
