@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from learners.online import OnlineLearner  # noqa: E402
 from stream.config import load_config  # noqa: E402
-from stream.pipeline import build_student  # noqa: E402
+from stream.builders import build_student  # noqa: E402
 from stream.sources import open_source  # noqa: E402
 
 

@@ -15,7 +15,7 @@ What runs, all in this process (except the ingest actor):
    960x704) is measured again here with ``bench/espnetv2_camvid.py``'s code
    (``espnetv2_960x704_png``).
 2. Online run: the clip played ``--passes`` times (each pass its own log and domain,
-   ``pass1``, ``pass2``, ...) through :func:`stream.pipeline.run_local` with
+   ``pass1``, ``pass2``, ...) through :func:`stream.local.run_local` with
    ``configs/camvid.toml``: the student (``student.net`` = fast, starting from
    ``perception/weights/student_udacity.safetensors``, distilled offline on the Udacity
    highway video only, never on CamVid) predicts every frame before learning from it
@@ -65,7 +65,7 @@ from perception.student_nets import build_student_net  # noqa: E402
 from perception.teacher import TeacherOutput  # noqa: E402
 from perception.teachers.espnetv2 import ESPNetv2Config, ESPNetv2Teacher  # noqa: E402
 from stream.config import RunConfig, load_config  # noqa: E402
-from stream.pipeline import run_local  # noqa: E402
+from stream.local import run_local  # noqa: E402
 from stream.sources.multi import MultiSource, open_many  # noqa: E402
 from stream.sources.video import open_video  # noqa: E402
 

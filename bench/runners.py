@@ -32,8 +32,8 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="odistill-bench-"))
     import ray
 
-    from stream.ray_runner import run_ray
-    from stream.pipeline import run_local
+    from stream.actors import run_ray
+    from stream.local import run_local
 
     t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)

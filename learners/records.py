@@ -1,14 +1,20 @@
-"""What the stream learner gives back: one :class:`StepResult` per frame step, carrying an
-:class:`EvalRecord` per finalised frame.
+"""What flows into and out of the stream learner: an :class:`Observation` per camera frame in,
+one :class:`StepResult` per step out, carrying a :class:`LearnerOutput` per finalised frame.
 
-Plain dataclasses of numpy arrays and numbers, free of torch, so the Ray evaluator actor can
-receive them without importing torch.
+An observation holds what a car has, and nothing else: the image, its index, its timestamp
+and the camera's name. Ground truth and the simulator's domain tag never reach the learner:
+the evaluator joins the learner's outputs with them by frame index. Plain dataclasses of numpy
+arrays and numbers, free of torch, so the Ray ingest and evaluator actors can handle them
+without importing torch.
 
 Example:
     >>> import numpy as np
-    >>> record = EvalRecord(0, "clear", np.zeros((2, 2), np.uint8), None, None)
-    >>> StepResult(index=0, asked_teacher=False, teacher_rate=0.1, records=[record]).records[0].domain
-    'clear'
+    >>> seen = Observation(np.zeros((2, 2, 3), np.uint8), index=0, timestamp=0.0, source_id="cam")
+    >>> output = LearnerOutput(0, np.zeros((2, 2), np.uint8), None)
+    >>> StepResult(index=0, asked_teacher=False, teacher_rate=0.1, outputs=[output]).outputs[0].index
+    0
+    >>> hasattr(seen, "label")
+    False
 """
 from __future__ import annotations
 
@@ -18,14 +24,34 @@ from typing import Any
 import numpy as np
 
 
+@dataclass(frozen=True)
+class Observation:
+    """One camera frame as the car sees it (no ground truth, no domain tag).
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB, read-only.
+        index: monotonic per source, from 0.
+        timestamp: seconds on the source's clock.
+        source_id: the camera or log it came from.
+    """
+
+    image: np.ndarray
+    index: int
+    timestamp: float
+    source_id: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the image."""
+        return self.image.shape[0], self.image.shape[1]
+
+
 @dataclass
-class EvalRecord:
-    """What the evaluator needs about one finalised frame."""
+class LearnerOutput:
+    """What the learner says about one finalised frame (the evaluator adds the ground truth)."""
 
     index: int
-    domain: str
     student: np.ndarray  # (H, W) uint8 prediction made before learning from the frame
-    ground_truth: np.ndarray | None  # (H, W) uint8
     teacher: np.ndarray | None  # (H, W) uint8 teacher labels, on teacher frames only
 
 
@@ -36,6 +62,6 @@ class StepResult:
     index: int
     asked_teacher: bool
     teacher_rate: float
-    records: list[EvalRecord] = field(default_factory=list)
+    outputs: list[LearnerOutput] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)  # distillation loss of each labelled frame learned

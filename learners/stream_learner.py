@@ -1,4 +1,4 @@
-"""The learner side of the pipeline: one frame in, prequential prediction, drift, teacher, learning.
+"""The learner side of the pipeline: one observation in, prequential prediction, drift, teacher, learning.
 
 :class:`StreamLearner` is a plain class; the in-process runner calls it directly and the Ray
 runner wraps it in an actor. Its semantics, identical in both runners:
@@ -11,7 +11,11 @@ runner wraps it in an actor. Its semantics, identical in both runners:
    asked for (a real teacher is never instant): the disagreement is measured, fed to the
    scheduler and the disagreement detector, and the student learns;
 5. every frame is *finalised* in order once its teacher answer (if any) is applied, which
-   yields one evaluation record per frame.
+   yields one :class:`~learners.records.LearnerOutput` per frame.
+
+The learner takes :class:`~learners.records.Observation` s only (image, index, timestamp,
+source id: what a car has); it refuses anything else, so no ground truth or domain tag can
+reach learning. The evaluator joins its outputs with the ground truth by frame index.
 
 Every ``checkpoint_every`` frames the learner drains its pending answers and writes a
 safetensors checkpoint; a new learner built on the same folder resumes from it.
@@ -33,13 +37,12 @@ from learners.configs import DistillationConfig, OnlineConfig, StreamLearnerConf
 from learners.monitor import DriftConfig, DriftMonitor
 from learners.online import OnlineLearner
 from learners.replay import ReplayConfig
-from learners.records import EvalRecord, StepResult
+from learners.records import LearnerOutput, Observation, StepResult
 from learners.scheduler import SchedulerConfig, TeacherScheduler
 from perception.evaluator import confusion_update
 from perception.labels import IGNORE_INDEX, NUM_CLASSES
 from perception.metrics import mean_iou, pixel_accuracy
 from perception.teacher import TeacherOutput
-from stream.frame import Frame
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ def frame_agreement(student: np.ndarray, teacher: np.ndarray) -> tuple[float, fl
 class TeacherClient(Protocol):
     """How the learner reaches a teacher: ``submit`` returns a handle, ``result`` blocks on it."""
 
-    def submit(self, frame: Frame, handle: Any) -> Any: ...
+    def submit(self, observation: Observation, handle: Any) -> Any: ...
 
     def result(self, ticket: Any) -> TeacherOutput: ...
 
@@ -78,16 +81,16 @@ class LocalTeacherClient:
     def __init__(self, teacher: Any):
         self.teacher = teacher
 
-    def submit(self, frame: Frame, handle: Any) -> Frame:
-        return frame
+    def submit(self, observation: Observation, handle: Any) -> Observation:
+        return observation
 
-    def result(self, ticket: Frame) -> TeacherOutput:
+    def result(self, ticket: Observation) -> TeacherOutput:
         return self.teacher.label(ticket.image[None])
 
 
 @dataclass
 class _Pending:
-    frame: Frame
+    frame: Observation
     prediction: np.ndarray
     ticket: Any | None
     asked_at: int
@@ -126,8 +129,12 @@ class StreamLearner:
             self.restore_latest()
 
     # -- the stream -------------------------------------------------------------------------
-    def step(self, frame: Frame, handle: Any = None) -> StepResult:
-        """Process one frame (``handle`` is what the teacher client submits; default the frame)."""
+    def step(self, frame: Observation, handle: Any = None) -> StepResult:
+        """Process one observation (``handle`` is what the teacher client submits; default the
+        observation itself)."""
+        if not isinstance(frame, Observation):
+            raise TypeError(f"StreamLearner.step takes an Observation (image, index, timestamp, source_id), "
+                            f"not {type(frame).__name__}: ground truth must not reach the learner")
         if frame.index != self.next_index:
             raise ValueError(f"learner expected frame {self.next_index}, got {frame.index} from {frame.source_id}")
         self.next_index += 1
@@ -176,9 +183,7 @@ class StreamLearner:
                                              catch_up=self.scheduler.trailing)
                 self._maybe_log_rate(item.frame.index, result)
                 result.losses.append(metrics["loss"])
-            result.records.append(
-                EvalRecord(item.frame.index, item.frame.domain, item.prediction, item.frame.label, teacher_labels)
-            )
+            result.outputs.append(LearnerOutput(item.frame.index, item.prediction, teacher_labels))
 
     def _on_drift(self, index: int, detector: str, result: StepResult) -> None:
         self.regime += 1

@@ -271,15 +271,18 @@ class EvaluatorConfig:
             raise ValueError(f"EvaluatorConfig.window must be a positive int, got {self.window!r}")
 
 
-PAIRS: tuple[str, ...] = ("student", "teacher", "student_vs_teacher")  # prefix of each pair's keys
+# Prefix of each pair's keys. "student" covers every frame with ground truth; "teacher" and
+# "student_on_teacher_frames" cover the frames the teacher labelled (and that have ground
+# truth), so their ratio compares the two on the same frames.
+PAIRS: tuple[str, ...] = ("student", "teacher", "student_vs_teacher", "student_on_teacher_frames")
 _COUNTS: tuple[str, ...] = ("frames", "gt_frames", "teacher_frames")
 
 
 class _Scope:
-    """Confusion matrices of the three pairs and frame counts for one scope."""
+    """Confusion matrices of the pairs and frame counts for one scope."""
 
     def __init__(self, num_classes: int) -> None:
-        self.cm = np.zeros((len(PAIRS), num_classes, num_classes + 1), np.int64)  # (3, C, C + 1)
+        self.cm = np.zeros((len(PAIRS), num_classes, num_classes + 1), np.int64)  # (P, C, C + 1)
         self.counts = np.zeros(len(_COUNTS), np.int64)  # (3,) frames, gt_frames, teacher_frames
 
     def add(self, cm: np.ndarray, counts: np.ndarray) -> None:
@@ -351,7 +354,7 @@ class StreamingEvaluator:
         shape = student.shape
         c = self.config.num_classes
         ignore = self.config.ignore_index
-        cm = np.zeros((len(PAIRS), c, c + 1), np.int64)  # (3, C, C + 1)
+        cm = np.zeros((len(PAIRS), c, c + 1), np.int64)  # (P, C, C + 1)
         if ground_truth is not None:
             ground_truth = _check_label("ground_truth", ground_truth, shape)
             confusion_update(cm[0], ground_truth, student, ignore)
@@ -359,6 +362,7 @@ class StreamingEvaluator:
             teacher = _check_label("teacher", teacher, shape)
             if ground_truth is not None:
                 confusion_update(cm[1], ground_truth, teacher, ignore)
+                cm[3] = cm[0]  # the student on a frame the teacher labelled
             confusion_update(cm[2], teacher, student, ignore)
         counts = np.array([1, ground_truth is not None, teacher is not None], np.int64)  # (3,)
         self._overall.add(cm, counts)

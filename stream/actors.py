@@ -1,349 +1,81 @@
-"""The Ray runner's four actors: ingest, teacher, learner and evaluator.
+"""The Ray runner: the four parts of a run, each wrapped with ``ray.remote`` in an actor.
 
-Each actor wraps the same plain class the in-process runner uses; the driver that wires them
-together is :mod:`stream.ray_runner`. Frames travel in packs: each ``IngestActor.read`` puts the
-records of the frames it read into the object store once, as one object (one ObjectRef per
-pack, not per frame: Ray's per-object cost would otherwise limit ingest). The driver
-addresses a frame as (pack ref, slot); the learner and the teacher both read it from the
-pack by reference, and the learner steps through a whole pack in one call. With
-``run.transport=ring`` the pixels are not in the pack: the ingest actor decodes them into a
-shared-memory :class:`~stream.framering.FrameRing`, the pack holds
-:class:`~stream.framering.RingFrame` records, and the learner releases ring slots in frame
-order once it is done with them.
+This is the one module that imports ray. It holds no pipeline logic: each actor class is
+``ray.remote(PlainClass)`` of a part the in-process runner uses as it is
+(:class:`~stream.ingest.Ingest`, :class:`~stream.parts.TeacherPart`,
+:class:`~stream.parts.LearnerPart`, :class:`~stream.evaluation.FrameEvaluator`), the same way
+Ray's own ``ray.util.queue`` wraps its ``_QueueActor``; :class:`RayPlacement` is the
+:class:`~stream.driver.Placement` that creates them, and :class:`~stream.driver.Driver` runs.
 
-This module imports neither torch nor the torch-bound pipeline at load time: the teacher and
-learner actors import their builders in their constructors, so the ingest and evaluator
-processes never load torch (each would pay about a second of CPU at start and a few hundred
-MB of memory, on the same two cores the learner trains on).
+Placement follows resources, not one host: each actor asks for the custom resources its
+``cluster.<part>_resources`` names (a node that offers them), and the teacher for a GPU when
+the cluster has one and ``teacher.device`` allows it. ``cluster.address`` joins an existing
+cluster (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``) instead of starting one here. Frames
+travel through a shared-memory frame ring on a one-node cluster (``run.transport=auto``), and
+through the object store across nodes: the ingest actor's ``read`` returns the pack, the
+ground truth and the manifest as three objects; the learner gets the pack's reference and
+hands it to the teacher with a slot, the evaluator gets the ground truth.
+
+The ingest and evaluator actors never load torch (each would pay about a second of CPU at
+start and a few hundred MB of memory on the cores the learner trains on): the parts import
+torch in the teacher's and learner's constructors only.
 """
 from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
-from collections import deque
+import time
 from typing import Any
 
 import ray
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from learners.records import StepResult
 from perception.teacher import TeacherOutput
-from stream.config import RunConfig
+from stream.config import ConfigError, RunConfig
+from stream.driver import PARTS, Driver, LearnerGone
 from stream.evaluation import FrameEvaluator
-from stream.frame import Frame
-from stream.framering import FrameRing, RingFrame, RingReaders, as_frame
-from stream.machine import peak_rss_mb
-from stream.sources import open_source
+from stream.framering import remove_ring, ring_name
+from stream.ingest import Ingest
+from stream.machine import peak_rss_mb, usable_cores
+from stream.parts import LearnerPart, TeacherPart
 
 log = logging.getLogger(__name__)
 
+LEARNER_GONE = (RayActorError, ActorUnavailableError)  # died, or restarting after a death
+_QUIET = {"num_cpus": 0, "enable_task_events": False}  # no CPU reservation, no per-call event reports
 
-FrameSlot = tuple[ray.ObjectRef, int, int, str, tuple[int, int]]
-"""How the driver holds a frame: (pack ref, slot in the pack, frame index, domain, (H, W))."""
-
-
-class PackReader:
-    """Resolves (pack ref, slot) to a frame, keeping the last pack (frames arrive in order).
-
-    A pack holds :class:`Frame` s (object-store transport) or :class:`RingFrame` s, whose
-    images are read from their frame ring without a copy (ring transport).
-
-    Example:
-        >>> reader = PackReader(lambda ref: ["frame a", "frame b"])
-        >>> reader.frame("ref", 1), reader.frame("ref", 0)
-        ('frame b', 'frame a')
-    """
-
-    def __init__(self, get: Any = None) -> None:
-        self.get = get or ray.get
-        self.ref: Any = None
-        self.frames: list[Any] = []
-        self.rings = RingReaders()
-
-    def record(self, ref: Any, slot: int) -> Any:
-        """What the pack holds at ``slot``: a Frame or a RingFrame."""
-        if self.ref is None or ref != self.ref:
-            self.frames, self.ref = self.get(ref), ref
-        return self.frames[slot]
-
-    def frame(self, ref: Any, slot: int) -> Frame:
-        return as_frame(self.record(ref, slot), self.rings)
-
-    def release(self, ref: Any, slot: int) -> None:
-        """Give back the ring slots up to and including this frame's (for a consumer that
-        finishes frames in order); nothing for an object-store frame."""
-        item = self.record(ref, slot)
-        if isinstance(item, RingFrame) and item.ring is not None:
-            self.rings.get(item.ring).release(item.seq + 1)
+IngestActor = ray.remote(concurrency_groups={"control": 1}, **_QUIET)(Ingest)
+TeacherActor = ray.remote(**_QUIET)(TeacherPart)
+LearnerActor = ray.remote(max_restarts=1, max_task_retries=0, **_QUIET)(LearnerPart)
+EvaluatorActor = ray.remote(**_QUIET)(FrameEvaluator)
 
 
-def _threads(config: RunConfig) -> None:
-    """Torch threads of this actor's process: ``run.inference_threads()`` (one by default;
-    several torch processes with a thread per core each stall one another on a small machine).
-    The learner's gradient steps take ``run.train_threads()`` (see ``build_learner``)."""
-    import torch
-
-    torch.set_num_threads(config.run.inference_threads())
-
-
-class PrefetchIterator:
-    """Iterates a source in a background thread, up to ``depth`` frames ahead of the reader.
-
-    Decoding (OpenCV releases the GIL) then overlaps with the reader's ``ray.put`` of the
-    previous frames. Frames come out in the source's order; an error raised by the source is
-    raised by ``next`` after the frames before it. ``stop()`` ends the thread (the source is
-    not closed: its owner closes it).
-
-    Example:
-        >>> it = PrefetchIterator(iter(range(5)), depth=2)
-        >>> list(it)
-        [0, 1, 2, 3, 4]
-        >>> def broken():
-        ...     yield 1
-        ...     raise ValueError("frame 1 is damaged")
-        >>> it = PrefetchIterator(broken(), depth=2)
-        >>> next(it)
-        1
-        >>> next(it)
-        Traceback (most recent call last):
-        ...
-        ValueError: frame 1 is damaged
-    """
-
-    _END = object()
-
-    def __init__(self, iterator: Any, depth: int) -> None:
-        if depth < 1:
-            raise ValueError(f"PrefetchIterator: depth must be >= 1, got {depth}")
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.stopped = threading.Event()
-        self.finished = False
-        self.thread = threading.Thread(target=self._run, args=(iterator,), name="ingest-prefetch", daemon=True)
-        self.thread.start()
-
-    def _offer(self, item: Any) -> bool:
-        while not self.stopped.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, iterator: Any) -> None:
-        try:
-            for item in iterator:
-                if not self._offer(item):
-                    return
-        except BaseException as error:  # handed to the reader, in order
-            self.error = error
-        self._offer(self._END)
-
-    def __iter__(self) -> "PrefetchIterator":
-        return self
-
-    def __next__(self) -> Any:
-        if self.finished:
-            raise StopIteration
-        item = self.queue.get()
-        if item is self._END:
-            self.finished = True
-            if self.error is not None:
-                raise self.error
-            raise StopIteration
-        return item
-
-    def stop(self) -> None:
-        """Stop the thread (frames already decoded are dropped)."""
-        self.stopped.set()
-        self.thread.join(timeout=5)
+def ensure_ray(address: str = "", num_cpus: int | None = None) -> None:
+    """Join the cluster at ``address`` (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``), or start
+    a local Ray instance when it is empty; nothing when Ray is already initialised (tests share
+    one per session)."""
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True, configure_logging=False)
+    else:
+        ray.init(num_cpus=num_cpus or usable_cores(), include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=True, configure_logging=False)
 
 
-def put_pack(frames: list[Any]) -> list[FrameSlot]:
-    """Put ``frames`` (Frames or RingFrames) into the object store as one pack; one
-    :data:`FrameSlot` per frame (none for no frames)."""
-    if not frames:
-        return []
-    pack = ray.put(frames)
-    return [(pack, slot, frame.index, frame.domain, frame.shape) for slot, frame in enumerate(frames)]
-
-
-def ring_slots(config: RunConfig) -> int:
-    """Slots of the ingest actor's frame ring: ``run.ring_slots``, or enough for the frames the
-    driver, the learner (in flight and waiting on teacher answers) and the decoder hold at once.
-
-    Example:
-        >>> from stream.config import load_config
-        >>> ring_slots(load_config(None, []))
-        39
-    """
-    if config.run.ring_slots > 0:
-        return config.run.ring_slots
-    return config.least_ring_slots() + 16  # the spare lets the decoder work ahead
-
-
-@ray.remote(num_cpus=0, concurrency_groups={"control": 1}, enable_task_events=False)
-class IngestActor:
-    """Reads the source and puts the frames of each ``read`` into the object store once, as one
-    pack; returns one :data:`FrameSlot` per frame.
-
-    ``transport="object_store"``: the pack is a list of :class:`Frame`. ``"ring"``: images go
-    into a shared-memory :class:`FrameRing` (the source decodes straight into its slots) and
-    the pack is a list of :class:`RingFrame`; whoever finishes frames in order releases their
-    slots (the learner actor). ``prefetch`` > 0 decodes up to that many frames ahead in a
-    background thread started by the first ``read`` (:class:`PrefetchIterator`); the ring
-    always decodes ahead, as far as its free slots allow.
-    """
-
-    def __init__(self, config: RunConfig, prefetch: int = 0, transport: str = "object_store", ring: str | None = None):
-        """``ring``: the ring's file name (see :func:`~stream.framering.ring_name`); None, a fresh one."""
-        if prefetch < 0:
-            raise ValueError(f"IngestActor: prefetch must be >= 0, got {prefetch}")
-        if transport not in ("object_store", "ring"):
-            raise ValueError(f"IngestActor: transport must be object_store or ring, got {transport!r}")
-        self.config = config
-        self.source = open_source(config.run.source, config)
-        self.prefetch = prefetch
-        self.transport = transport
-        self.ring_name = ring
-        self.ring: FrameRing | None = None
-        self.closed = False
-        self.oversize_logged = False
-        self.prefetcher: PrefetchIterator | None = None
-        self.iterator: Any = None
-        self.done = False
-
-    def _new_ring(self, slot_bytes: int) -> FrameRing:
-        if self.closed:  # the driver may have removed the ring's name already: make no new file
-            raise RuntimeError("IngestActor: closed")
-        return FrameRing.create(ring_slots(self.config), slot_bytes, name=self.ring_name)
-
-    def _claim(self, height: int, width: int) -> Any:
-        """The source's image sink: the next ring slot (the ring is made for the first frame)."""
-        if self.ring is None:
-            self.ring = self._new_ring(height * width * 3)
-        claimed = self.ring.claim(height, width)
-        if claimed is None:
-            if not self.oversize_logged:
-                self.oversize_logged = True
-                log.warning("%dx%d frames are larger than the ring's slots (made for the first frame): "
-                            "they travel in the object store", width, height)
-            return None
-        self._last_claim = claimed
-        return claimed[1]
-
-    def _ring_records(self) -> Any:
-        """The source's frames as RingFrames, their images in ring slots."""
-        self._last_claim: tuple[int, Any] | None = None
-        decode_into = getattr(self.source, "decode_into", None)
-        if decode_into is not None:
-            decode_into(self._claim)
-        for frame in self.source:
-            claim, self._last_claim = self._last_claim, None
-            seq = None
-            if claim is not None and frame.image.ctypes.data == claim[1].ctypes.data:
-                seq = claim[0]  # decoded into its slot already
-            elif self.ring is None:
-                self.ring = self._new_ring(frame.image.nbytes)
-            yield RingFrame.put(frame, self.ring, seq)
-
-    def read(self, count: int) -> list[FrameSlot]:
-        """Up to ``count`` frames, packed in one object; an empty list at the end of the stream."""
-        if self.iterator is None:
-            if self.transport == "ring":
-                self.prefetcher = PrefetchIterator(self._ring_records(), ring_slots(self.config))
-            elif self.prefetch > 0:
-                self.prefetcher = PrefetchIterator(iter(self.source), self.prefetch)
-            self.iterator = self.prefetcher or iter(self.source)
-        frames: list[Any] = []
-        while len(frames) < count and not self.done:
-            try:
-                frame = next(self.iterator)
-            except StopIteration:
-                self.done = True
-                break
-            if frame.index >= self.config.run.frames:
-                self.done = True
-                break
-            frames.append(frame)
-        return put_pack(frames)
-
-    @ray.method(concurrency_group="control")  # runs even while a read waits for free ring slots
-    def reread(self, first: int, last: int, pack_size: int) -> list[FrameSlot]:
-        """Frames ``first``..``last`` again, from a fresh copy of the source, in object-store
-        packs of ``pack_size`` (a restarted learner's frames whose ring slots were reused)."""
-        source = open_source(self.config.run.source, self.config)
-        slots: list[FrameSlot] = []
-        try:
-            chunk: list[Frame] = []
-            for frame in source:
-                if frame.index > last:
-                    break
-                if frame.index >= first:
-                    chunk.append(frame)
-                if len(chunk) == pack_size or (chunk and frame.index == last):
-                    slots.extend(put_pack(chunk))
-                    chunk = []
-        finally:
-            source.close()
-        return slots
-
-    def stats(self) -> dict[str, int]:
-        return self.source.stats()
-
-    def events(self) -> list[dict[str, Any]]:
-        return list(self.source.events)
-
-    def true_shifts(self) -> list[int]:
-        return list(self.source.true_shifts)
-
-    @ray.method(concurrency_group="control")  # stops a read that waits for free ring slots
-    def close(self) -> None:
-        self.closed = True
-        if self.prefetcher is not None:
-            if self.ring is not None:
-                self.ring.stop.set()  # a decoder waiting for a free slot gives up
-            self.prefetcher.stop()
-        if self.ring is not None:
-            self.ring.close()
-        self.source.close()
-
-    def peak_rss_mb(self) -> float:
-        return peak_rss_mb()
-
-
-@ray.remote(num_cpus=0, enable_task_events=False)
-class TeacherActor:
-    """Labels frames (on the GPU when one is present); stateless, so safe to retry."""
-
-    def __init__(self, config: RunConfig):
-        from stream.pipeline import build_teacher  # torch: only the teacher and learner actors load it
-
-        _threads(config)
-        self.teacher = build_teacher(config)
-        self.rings = RingReaders()
-
-    def label(self, pack: list[Any], slot: int) -> TeacherOutput:
-        """Labels frame ``slot`` of a pack (Ray resolves the pack ref to the shared frames)."""
-        return self.teacher.label(as_frame(pack[slot], self.rings).image[None])
-
-    def describe(self, height: int, width: int) -> dict[str, Any]:
-        return {"params": self.teacher.params, "macs": self.teacher.macs(height, width),
-                "name": self.teacher.name, "device": self.teacher.device}
-
-    def peak_rss_mb(self) -> float:
-        return peak_rss_mb()
+def get_pack(ref: Any) -> list[Any]:
+    """How the learner actor resolves the pack reference it is handed."""
+    return ray.get(ref)
 
 
 class RayTeacherClient:
     """The learner's view of a :class:`TeacherActor`: submit by (pack ref, slot), block on the answer."""
 
-    def __init__(self, actor: Any):
+    def __init__(self, actor: Any) -> None:
         self.actor = actor
 
-    def submit(self, frame: Frame, handle: tuple[ray.ObjectRef, int]) -> ray.ObjectRef:
+    def submit(self, observation: Any, handle: tuple[Any, int]) -> ray.ObjectRef:
         pack, slot = handle
         return self.actor.label.remote(pack, slot)
 
@@ -351,80 +83,155 @@ class RayTeacherClient:
         return ray.get(ticket)
 
 
-@ray.remote(num_cpus=0, max_restarts=1, max_task_retries=0, enable_task_events=False)
-class LearnerActor:
-    """The :class:`~learners.stream_learner.StreamLearner` in its own process."""
-
-    def __init__(self, config: RunConfig, teacher: Any, checkpoint_dir: str):
-        from stream.pipeline import build_learner  # torch: only the teacher and learner actors load it
-
-        _threads(config)
-        self.learner = build_learner(config, RayTeacherClient(teacher), checkpoint_dir)
-        self.packs = PackReader()
-        self.held: deque[tuple[int, str, int]] = deque()  # (frame index, ring, seq) of ring frames not released
-
-    def step(self, wrapped: list[ray.ObjectRef], slots: list[int]) -> tuple[list[StepResult], list]:
-        """Frames ``slots`` of the pack in ``wrapped`` (a list, so Ray passes the ref unresolved),
-        in order: one call per pack keeps Ray's per-call cost off the per-frame path."""
-        results, records = [], []
-        for slot in slots:
-            item = self.packs.record(wrapped[0], slot)
-            if isinstance(item, RingFrame) and item.ring is not None:
-                self.held.append((item.index, item.ring, item.seq))
-            frame = as_frame(item, self.packs.rings)
-            result = self.learner.step(frame, handle=(wrapped[0], slot))
-            records.extend(result.records)
-            result.records = []
-            results.append(result)
-        self.release()
-        return results, records
-
-    def release(self) -> None:
-        """Give the ring slots of finished frames back to the ingest actor, in order. A frame is
-        finished once its teacher answer (if it asked) was applied; the replay buffer keeps
-        copies."""
-        oldest = self.learner.oldest_unfinished
-        ring, seq = None, None
-        while self.held and self.held[0][0] < oldest:
-            _, ring, seq = self.held.popleft()
-        if ring is not None and seq is not None:
-            self.packs.rings.get(ring).release(seq + 1)
-
-    def flush(self) -> tuple[StepResult, list]:
-        result = self.learner.flush()
-        self.release()
-        records, result.records = result.records, []
-        return result, records
-
-    def position(self) -> int:
-        return self.learner.next_index
-
-    def describe(self, height: int, width: int) -> dict[str, Any]:
-        from perception.nets import count_macs, count_params
-
-        model = self.learner.learner.model
-        return {"params": count_params(model), "macs": count_macs(model, height, width)}
-
-    def crash(self) -> None:
-        """Fault injection for tests: the process dies as if it had crashed."""
-        os._exit(1)
-
-    def peak_rss_mb(self) -> float:
-        return peak_rss_mb()
+def _crash(part: Any) -> None:
+    """Runs inside an actor: its process dies as if it had crashed (fault injection)."""
+    os._exit(1)
 
 
-@ray.remote(num_cpus=0, enable_task_events=False)
-class EvaluatorActor:
-    """The numba evaluator; receives the learner's records by reference."""
+def _node_id(part: Any) -> str:
+    """Runs inside an actor: the id of the node it lives on."""
+    return ray.get_runtime_context().get_node_id()
 
-    def __init__(self, config: RunConfig):
-        self.evaluator = FrameEvaluator(config.evaluator, config.run.label_map)
 
-    def update(self, records: list) -> list[dict[str, Any]]:
-        return self.evaluator.update(records)
+def parse_resources(setting: str, value: str) -> dict[str, float]:
+    """``"name=amount,name=amount"`` -> {name: amount}; a clear error naming ``setting``.
 
-    def summary(self) -> dict[str, Any]:
-        return self.evaluator.summary()
+    Example:
+        >>> parse_resources("cluster.teacher_resources", "teacher_node=1, fast_disk=0.5")
+        {'teacher_node': 1.0, 'fast_disk': 0.5}
+        >>> parse_resources("cluster.teacher_resources", "")
+        {}
+    """
+    resources: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, amount = item.partition("=")
+        try:
+            resources[name.strip()] = float(amount)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip() or resources.get(name.strip(), -1) < 0:
+            raise ConfigError(f"{setting}: expected name=amount[,name=amount...] with amounts >= 0, got {value!r}")
+    return resources
 
-    def peak_rss_mb(self) -> float:
-        return peak_rss_mb()
+
+class RayPlacement:
+    """Each part in its own Ray actor (see :class:`~stream.driver.Placement` and the module
+    docstring)."""
+
+    name = "ray"
+
+    def __init__(self) -> None:
+        self.actors: dict[str, Any] = {}
+        self.transport = "object_store"
+        self.ring: str | None = None
+        self.nodes_by_part: dict[str, str] = {}
+
+    # -- building ---------------------------------------------------------------------------
+    def _options(self, config: RunConfig, part: str) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        resources = parse_resources(f"cluster.{part}_resources", getattr(config.cluster, f"{part}_resources"))
+        if resources:
+            options["resources"] = resources
+        if part == "teacher":
+            gpus = config.cluster.teacher_gpus
+            if gpus < 0:  # auto: a GPU when the cluster has one and the teacher may use it
+                gpus = 1.0 if config.teacher.device != "cpu" and ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+            if gpus > 0:
+                options["num_gpus"] = gpus
+        return options
+
+    def _transport(self, config: RunConfig) -> str:
+        """``run.transport`` made concrete: ``auto`` is the frame ring on a one-node cluster
+        except for paced (``--realtime``) logs, and the object store otherwise (a ring lives
+        in one machine's shared memory; a crashed learner's frames are read again from the
+        source, which a paced log, dropping by the clock, cannot repeat)."""
+        transport = config.run.transport
+        if transport == "auto":
+            alive = [node for node in ray.nodes() if node.get("Alive", True)]
+            return "ring" if len(alive) == 1 and not config.run.realtime else "object_store"
+        return transport
+
+    def start(self, config: RunConfig, checkpoint_dir: str) -> None:
+        ensure_ray(config.cluster.address)
+        self.transport = self._transport(config)
+        teacher = TeacherActor.options(**self._options(config, "teacher")).remote(config)
+        learner = LearnerActor.options(**self._options(config, "learner")).remote(
+            config, RayTeacherClient(teacher), checkpoint_dir, get_pack)
+        evaluator = EvaluatorActor.options(**self._options(config, "evaluator")).remote(config.evaluator, config.run.label_map)
+        self.actors.update(teacher=teacher, learner=learner, evaluator=evaluator)
+        ingest_options = self._options(config, "ingest")
+        if self.transport == "ring":
+            self.ring = ring_name()
+            placed = {part: ray.get(actor.__ray_call__.remote(_node_id)) for part, actor in self.actors.items()}
+            if placed["teacher"] != placed["learner"]:
+                raise ConfigError("run.transport=ring: the teacher and the learner were placed on different nodes "
+                                  "(cluster.*_resources); a frame ring lives in one machine's memory: use "
+                                  "run.transport=auto or object_store")
+            if "resources" not in ingest_options:  # the ring's writer beside its readers
+                ingest_options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(placed["learner"], soft=False)
+        self.actors["ingest"] = IngestActor.options(**ingest_options).remote(
+            config, ring=self.transport == "ring", ring_name=self.ring)
+        self.nodes_by_part = {part: ray.get(actor.__ray_call__.remote(_node_id)) for part, actor in self.actors.items()}
+        if self.transport == "ring" and self.nodes_by_part["ingest"] != self.nodes_by_part["learner"]:
+            raise ConfigError("run.transport=ring: cluster.ingest_resources placed the ingest on another node than "
+                              "the learner; a frame ring lives in one machine's memory")
+
+    # -- calls ------------------------------------------------------------------------------
+    def call(self, part: str, method: str, *args: Any, returns: int = 1, control: bool = False) -> Any:
+        options: dict[str, Any] = {}
+        if returns > 1:
+            options["num_returns"] = returns
+        if control:
+            options["concurrency_group"] = "control"
+        bound = getattr(self.actors[part], method)
+        return (bound.options(**options) if options else bound).remote(*args)
+
+    def get(self, future: Any, timeout: float | None = None) -> Any:
+        try:
+            return ray.get(future, timeout=timeout)
+        except LEARNER_GONE as error:
+            raise LearnerGone(str(error)) from error
+
+    def restarted_learner(self) -> int:
+        deadline = time.monotonic() + 120
+        while True:  # the restarted actor answers once its constructor restored the checkpoint
+            try:
+                return ray.get(self.actors["learner"].position.remote())
+            except LEARNER_GONE:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def crash(self, part: str) -> None:
+        self.actors[part].__ray_call__.remote(_crash)
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        rss = {"driver": peak_rss_mb()}
+        for part in PARTS:
+            rss[part] = ray.get(self.actors[part].peak_rss_mb.remote())
+        return rss
+
+    def nodes(self) -> dict[str, str]:
+        return dict(self.nodes_by_part)
+
+    def stop(self) -> None:
+        ingest = self.actors.get("ingest")
+        if ingest is not None:
+            try:
+                ray.get(ingest.close.options(concurrency_group="control").remote(), timeout=30)
+            except (GetTimeoutError, RayActorError) as error:
+                log.warning("the ingest actor did not close cleanly: %s", error)
+        if self.ring is not None:  # readers keep their mappings; no new one is made
+            remove_ring(self.ring)
+            self.ring = None
+        for actor in self.actors.values():
+            ray.kill(actor)
+        self.actors.clear()
+
+
+def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | None = None) -> dict[str, Any]:
+    """Run the pipeline on Ray actors; same semantics and outputs as :func:`stream.local.run_local`.
+
+    ``crash_learner_at`` kills the learner's process once that frame was sent (for tests).
+    """
+    return Driver(config, RayPlacement(), progress=progress, crash_learner_at=crash_learner_at).run()

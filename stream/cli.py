@@ -23,6 +23,8 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("--frames", type=int, help="frames to process")
     p.add_argument("--seed", type=int, help="seed of everything stochastic")
     p.add_argument("--runner", choices=["local", "ray"], help="in-process (local) or Ray actors")
+    p.add_argument("--address", help="Ray: join this cluster (auto | HOST:PORT | ray://HOST:PORT) instead of "
+                                     "starting one; implies --runner ray")
     p.add_argument("--out", help="run folder (default runs/latest)")
     p.add_argument("--config", help="a TOML file of [section] key = value")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
@@ -42,6 +44,8 @@ def _resolve(args: argparse.Namespace):
             overrides.append(f"{key}={value}")
     if getattr(args, "realtime", False):
         overrides.append("run.realtime=true")
+    if getattr(args, "address", None):
+        overrides += [f"cluster.address={args.address}", "run.runner=ray"]
     return load_config(args.config, overrides)
 
 
@@ -49,10 +53,14 @@ def _table(summary: dict[str, Any]) -> str:
     def f(value: Any) -> str:
         return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    lines = [f"{'domain':<18}{'frames':>8}{'teacher':>9}{'student mIoU':>14}{'teacher mIoU':>14}{'stu vs tea':>12}"]
-    for name, d in summary["per_domain"].items():
-        lines.append(f"{name:<18}{d['frames']:>8}{d['teacher_frames']:>9}{f(d['student_miou']):>14}{f(d['teacher_miou']):>14}{f(d['student_vs_teacher_miou']):>12}")
-    lines.append(f"{'all':<18}{summary['frames']:>8}{summary['teacher_calls']:>9}{f(summary['student_miou']):>14}{f(summary['teacher_miou']):>14}{f(summary['student_vs_teacher_miou']):>12}")
+    lines = [f"{'':<18}{'':>8}{'':>9}{'student mIoU':>14}{'-- on the teacher frames --':>36}",
+             f"{'domain':<18}{'frames':>8}{'teacher':>9}{'all frames':>14}{'student':>10}{'teacher':>10}{'ratio':>8}{'stu vs tea':>12}"]
+    rows = [(name, d["frames"], d["teacher_frames"], d) for name, d in summary["per_domain"].items()]
+    rows.append(("all", summary["frames"], summary["teacher_calls"], summary))
+    for name, frames, teacher_frames, d in rows:
+        lines.append(f"{name:<18}{frames:>8}{teacher_frames:>9}{f(d['student_miou']):>14}"
+                     f"{f(d['student_miou_on_teacher_frames']):>10}{f(d['teacher_miou_on_teacher_frames']):>10}"
+                     f"{f(d['student_teacher_ratio']):>8}{f(d['student_vs_teacher_miou']):>12}")
     drift = summary.get("drift", {})
     lines.append(
         f"teacher rate {summary['teacher_rate']:.3f} · drift events {len(summary['drift_events'])} "
@@ -66,11 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _resolve(args)
     progress = not args.no_progress and sys.stderr.isatty()
     if config.run.runner == "ray":
-        from stream.ray_runner import run_ray
+        from stream.actors import run_ray
 
         summary = run_ray(config, progress=progress)
     else:
-        from stream.pipeline import run_local
+        from stream.local import run_local
 
         summary = run_local(config, progress=progress)
     print(_table(summary))

@@ -103,6 +103,23 @@ class RunSection:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Where the Ray runner's parts live (``run.runner=ray``)."""
+
+    address: str = ""  # "" = start a Ray instance on this machine; auto | HOST:PORT | ray://HOST:PORT = join a cluster
+    ingest_resources: str = ""  # custom Ray resources each actor needs, "name=amount,..." (places it on
+    teacher_resources: str = ""  # a node that offers them; e.g. "teacher_node=1" with
+    learner_resources: str = ""  # `ray start --resources '{"teacher_node": 1}'` on the GPU machine)
+    evaluator_resources: str = ""
+    teacher_gpus: float = -1.0  # GPUs of the teacher actor; -1 = one when the cluster has a GPU and teacher.device is not cpu
+
+    def __post_init__(self) -> None:
+        address = self.address
+        if address and address != "auto" and not address.startswith("ray://") and ":" not in address:
+            raise ValueError(f"cluster.address: expected auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)
     sim: SimConfig = field(default_factory=SimConfig)
@@ -115,6 +132,7 @@ class RunConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def check(self) -> None:
         """Checks that span sections (each section checks its own values when it is made)."""

@@ -1,16 +1,20 @@
-"""Scoring the stream: the learner's evaluation records into the numba evaluator.
+"""Scoring the stream: the learner's outputs, joined with the ground truth, into the numba evaluator.
 
-:class:`FrameEvaluator` is what both runners feed (in the driver's process, or in the Ray
-evaluator actor). It imports neither torch nor ray, so the evaluator actor's process stays
-small and starts fast.
+:class:`FrameEvaluator` is the evaluator part of a run (in the driver's process, or in the Ray
+evaluator actor). It is the one place where the learner's outputs meet the ground truth and
+the domain tags: the ingest part sends it each frame's :class:`~stream.frame.GroundTruth`, the
+learner part its :class:`~learners.records.LearnerOutput` s, and it joins them by frame index.
+It imports neither torch nor ray, so the evaluator actor's process stays small and starts fast.
 
 Example:
     >>> import numpy as np
-    >>> from learners.records import EvalRecord
+    >>> from learners.records import LearnerOutput
     >>> from perception.evaluator import EvaluatorConfig
+    >>> from stream.frame import GroundTruth
     >>> evaluator = FrameEvaluator(EvaluatorConfig(window=2))
     >>> labels = np.zeros((4, 4), np.uint8)
-    >>> windows = evaluator.update([EvalRecord(i, "clear", labels, labels, None) for i in range(2)])
+    >>> truths = [GroundTruth(i, "clear", labels) for i in range(2)]
+    >>> windows = evaluator.update(truths, [LearnerOutput(i, labels, None) for i in range(2)])
     >>> windows[0]["frame_end"], windows[0]["student_miou"]
     (2, 1.0)
 """
@@ -20,9 +24,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from learners.records import EvalRecord
+from learners.records import LearnerOutput
 from perception.evaluator import EvaluatorConfig, StreamingEvaluator
 from perception.labels import CAMVID_CLASS_NAMES, CITYSCAPES_TO_CAMVID
+from stream.frame import GroundTruth
+from stream.machine import peak_rss_mb
 
 
 class EvalMapper:
@@ -47,7 +53,8 @@ class EvalMapper:
 
 
 class FrameEvaluator:
-    """A :class:`StreamingEvaluator` fed with :class:`EvalRecord` s, skipping replays.
+    """A :class:`StreamingEvaluator` fed with the learner's outputs and the ground truth,
+    joined by frame index; frames counted once (a restarted learner's re-sent frames are skipped).
 
     Ground truth is expected in the evaluation label set; predictions are mapped into it.
     """
@@ -56,22 +63,39 @@ class FrameEvaluator:
         self.mapper = EvalMapper(label_map, config)
         self.evaluator = StreamingEvaluator(self.mapper.config)
         self.last_index = -1
+        self.truths: dict[int, GroundTruth] = {}  # ground truth of frames the learner has not finalised
 
-    def update(self, records: Iterable[EvalRecord]) -> list[dict[str, Any]]:
-        """Count records in order; returns the windows completed."""
+    def update(self, truths: Iterable[GroundTruth], outputs: Iterable[LearnerOutput]) -> list[dict[str, Any]]:
+        """Take the ground truth of newly read frames, then count the learner's outputs in
+        order (each needs its frame's ground truth, sent now or earlier); returns the windows
+        completed."""
+        for truth in truths:
+            if truth.index > self.last_index:
+                self.truths[truth.index] = truth
         windows = []
-        for record in records:
-            if record.index <= self.last_index:  # re-sent after an actor restart
+        for output in outputs:
+            if output.index <= self.last_index:  # re-sent after an actor restart
                 continue
-            self.last_index = record.index
-            self.evaluator.update(record.domain, self.mapper(record.student), record.ground_truth, self.mapper(record.teacher))
+            truth = self.truths.pop(output.index, None)
+            if truth is None:
+                raise ValueError(f"FrameEvaluator: the learner finalised frame {output.index}, "
+                                 f"whose ground truth record never arrived")
+            self.last_index = output.index
+            self.evaluator.update(truth.domain, self.mapper(output.student), truth.label, self.mapper(output.teacher))
             window = self.evaluator.window_metrics()
             if window is not None:
-                window["frame_end"] = record.index + 1
-                window["domain"] = record.domain
-                window["teacher_rate"] = window["teacher_frames"] / max(1, window["frames"])
-                windows.append(window)
+                windows.append(self._stamp(window, output.index, truth.domain))
         return windows
+
+    @staticmethod
+    def _stamp(window: dict[str, Any], index: int, domain: str) -> dict[str, Any]:
+        window["frame_end"] = index + 1
+        window["domain"] = domain
+        window["teacher_rate"] = window["teacher_frames"] / max(1, window["frames"])
+        return window
 
     def summary(self) -> dict[str, Any]:
         return self.evaluator.summary()
+
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb()

@@ -11,7 +11,24 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from learners.records import Observation
+
 IGNORE_INDEX = 255  # label value for "no ground truth here"
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """What only the evaluator may see of a frame: its label and its domain tag.
+
+    Attributes:
+        index: the frame's index (the evaluator joins it with the learner's output by index).
+        domain: the source's domain tag (``"unknown"`` when it gives none).
+        label: optional (H, W) uint8 in the canonical label space, 255 = ignore.
+    """
+
+    index: int
+    domain: str
+    label: np.ndarray | None = None
 
 
 class FrameError(ValueError):
@@ -94,6 +111,21 @@ class Frame:
     def shape(self) -> tuple[int, int]:
         """(H, W) of the image."""
         return self.image.shape[0], self.image.shape[1]
+
+    def observation(self) -> Observation:
+        """What the learner may see: image, index, timestamp, source id (no label, no meta).
+
+        Example:
+            >>> f = Frame(np.zeros((2, 2, 3), np.uint8), 0.5, "cam", 7, label=np.zeros((2, 2), np.uint8))
+            >>> seen = f.observation()
+            >>> seen.index, seen.timestamp, hasattr(seen, "label")
+            (7, 0.5, False)
+        """
+        return Observation(self.image, self.index, self.timestamp, self.source_id)
+
+    def truth(self) -> GroundTruth:
+        """What the evaluator alone sees: the label and the domain tag."""
+        return GroundTruth(self.index, self.domain, self.label)
 
     @property
     def domain(self) -> str:

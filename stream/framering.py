@@ -3,9 +3,9 @@ one machine without the object store.
 
 The ingest actor decodes each image straight into the next free slot of a :class:`FrameRing`
 (a file in ``/dev/shm`` mapped by every process that reads it) and sends a small
-:class:`RingFrame` record instead of the pixels: the frame's other fields and the slot's
-sequence number. Readers map the same file (:meth:`FrameRing.attach`) and rebuild the
-:class:`~stream.frame.Frame` around a read-only view of the slot, without a copy.
+:class:`RingFrame` record instead of the pixels: the observation's other fields and the
+slot's sequence number. Readers map the same file (:meth:`FrameRing.attach`) and rebuild the
+:class:`~learners.records.Observation` around a read-only view of the slot, without a copy.
 
 Slots are handed out in sequence order and given back in that order: the one consumer that
 finishes frames in order (the learner) calls :meth:`FrameRing.release` with the first
@@ -37,13 +37,14 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from stream.frame import Frame
+from learners.records import Observation
+from stream.frame import Frame  # noqa: F401  (the doctests)
 
 log = logging.getLogger(__name__)
 
@@ -244,14 +245,14 @@ class RingReaders:
 
 @dataclass(frozen=True)
 class RingFrame:
-    """A :class:`Frame` whose image waits in a ring slot: everything but the pixels.
+    """An :class:`~learners.records.Observation` whose image waits in a ring slot.
 
     ``image`` is set instead of ``ring``/``seq`` when the image did not fit a slot.
 
     Example:
         >>> ring = FrameRing.create(slots=1, slot_bytes=12)
         >>> frame = Frame(np.full((2, 2, 3), 9, np.uint8), timestamp=0.5, source_id="demo", index=3)
-        >>> record = RingFrame.put(frame, ring)
+        >>> record = RingFrame.put(frame.observation(), ring)
         >>> record.seq, record.image is None
         (0, True)
         >>> back = record.resolve(RingReaders())
@@ -268,44 +269,35 @@ class RingFrame:
     ring: str | None = None
     seq: int = -1
     image: np.ndarray | None = None  # (H, W, 3) uint8 when not in the ring
-    label: np.ndarray | None = None  # (H, W) uint8
-    depth: np.ndarray | None = None  # (H, W) float32
-    meta: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def put(cls, frame: Frame, ring: FrameRing, seq: int | None = None) -> "RingFrame":
-        """The record of ``frame``. ``seq`` names the slot that already holds its image (the
-        source decoded into it); otherwise the image is copied into a new slot, or, too large
-        for one, kept in the record."""
-        height, width = frame.shape
+    def put(cls, observation: Observation, ring: FrameRing, seq: int | None = None) -> "RingFrame":
+        """The record of ``observation``. ``seq`` names the slot that already holds its image
+        (the source decoded into it); otherwise the image is copied into a new slot, or, too
+        large for one, kept in the record."""
+        height, width = observation.shape
         image = None
         if seq is None:
             claimed = ring.claim(height, width)
             if claimed is None:
-                image, seq = frame.image, -1
+                image, seq = observation.image, -1
             else:
                 seq, out = claimed
-                np.copyto(out, frame.image)
-        return cls(frame.source_id, frame.index, frame.timestamp, height, width,
-                   ring=ring.name if image is None else None, seq=seq, image=image,
-                   label=frame.label, depth=frame.depth, meta=dict(frame.meta))
+                np.copyto(out, observation.image)
+        return cls(observation.source_id, observation.index, observation.timestamp, height, width,
+                   ring=ring.name if image is None else None, seq=seq, image=image)
 
-    def resolve(self, readers: RingReaders) -> Frame:
-        """The frame, its image a read-only view of the slot (no copy)."""
+    def resolve(self, readers: RingReaders) -> Observation:
+        """The observation, its image a read-only view of the slot (no copy)."""
         image = self.image if self.ring is None else readers.get(self.ring).view(self.seq, self.height, self.width)
-        return Frame(image, timestamp=self.timestamp, source_id=self.source_id, index=self.index,
-                     label=self.label, depth=self.depth, meta=self.meta)
-
-    @property
-    def domain(self) -> str:
-        return str(self.meta.get("domain", "unknown"))
-
+        return Observation(image, self.index, self.timestamp, self.source_id)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.height, self.width
 
 
-def as_frame(item: Frame | RingFrame, readers: RingReaders) -> Frame:
-    """A pack's entry as a :class:`Frame`: a RingFrame resolved to its slot, a Frame as it is."""
+def as_observation(item: Observation | RingFrame, readers: RingReaders) -> Observation:
+    """A pack's entry as an :class:`~learners.records.Observation`: a RingFrame resolved to its
+    slot, an Observation as it is."""
     return item.resolve(readers) if isinstance(item, RingFrame) else item

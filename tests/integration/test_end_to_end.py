@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from stream.config import load_config
-from stream.pipeline import run_local
+from stream.local import run_local
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {
-    "frames", "frames_dropped", "teacher_calls", "teacher_rate", "student_miou", "teacher_miou",
-    "student_vs_teacher_miou", "per_domain", "drift_events", "true_shifts", "fps", "wall_s", "student_params",
+    "frames", "frames_dropped", "teacher_calls", "teacher_rate", "student_miou", "student_miou_on_teacher_frames",
+    "teacher_miou_on_teacher_frames", "student_teacher_ratio", "student_vs_teacher_miou", "frame_limit_reached", "per_domain", "drift_events", "true_shifts", "fps", "wall_s", "student_params",
     "teacher_params", "student_macs", "teacher_macs", "peak_rss_mb",
 }
 
@@ -40,7 +40,9 @@ def test_short_tour_writes_the_whole_run_folder(tmp_path):
     assert summary["true_shifts"] == sorted(summary["true_shifts"]) and len(summary["true_shifts"]) == 5
     assert 0 < summary["teacher_rate"] <= 1 and summary["teacher_calls"] > 0
     assert summary["student_macs"] * 10 <= summary["teacher_macs"]
-    assert 0.0 <= summary["student_miou"] <= 1.0 and summary["teacher_miou"] > 0.5
+    assert 0.0 <= summary["student_miou"] <= 1.0 and summary["teacher_miou_on_teacher_frames"] > 0.5
+    assert summary["student_teacher_ratio"] == pytest.approx(
+        summary["student_miou_on_teacher_frames"] / summary["teacher_miou_on_teacher_frames"])
     on_disk = json.loads((run / "summary.json").read_text())
     assert on_disk["frames"] == 180
     assert json.loads((run / "config.json").read_text())["run"]["frames"] == 180

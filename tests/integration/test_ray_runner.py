@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stream.config import load_config
-from stream.pipeline import run_local
+from stream.local import run_local
 
 pytestmark = pytest.mark.ray
 
@@ -25,10 +25,11 @@ def local(tmp_path_factory):
 
 @pytest.mark.parametrize("transport", ["ring", "object_store"])
 def test_ray_runner_matches_in_process_runner(tmp_path, ray_session, transport, local):
-    from stream.ray_runner import run_ray
+    from stream.actors import run_ray
 
     remote = run_ray(config(tmp_path, "ray", "run.runner=ray", f"run.transport={transport}"), progress=False)
-    for key in ("frames", "teacher_calls", "student_miou", "teacher_miou", "student_vs_teacher_miou", "drift_events", "true_shifts"):
+    for key in ("frames", "teacher_calls", "student_miou", "teacher_miou_on_teacher_frames",
+                "student_miou_on_teacher_frames", "student_vs_teacher_miou", "drift_events", "true_shifts"):
         assert remote[key] == local[key], key
     assert remote["per_domain"] == local["per_domain"]
     assert set(remote["peak_rss_mb_by_process"]) == {"driver", "ingest", "teacher", "learner", "evaluator"}
@@ -36,7 +37,7 @@ def test_ray_runner_matches_in_process_runner(tmp_path, ray_session, transport, 
 
 @pytest.mark.parametrize("transport", ["ring", "object_store"])
 def test_crashed_learner_resumes_from_checkpoint(tmp_path, ray_session, transport, local):
-    from stream.ray_runner import run_ray
+    from stream.actors import run_ray
 
     clean = local
     # ring: the frames since the checkpoint are read again from the source (their slots were reused)

@@ -137,12 +137,13 @@ def _frames(seed, n, shape=(12, 16), c=5):
 
 
 def _expected(frames, c=5):
-    cms = np.zeros((3, c, c + 1), np.int64)
+    cms = np.zeros((4, c, c + 1), np.int64)
     for _, s, g, t in frames:
         if g is not None:
             cms[0] += confusion_matrix_numpy(g, s, c)
         if g is not None and t is not None:
             cms[1] += confusion_matrix_numpy(g, t, c)
+            cms[3] += confusion_matrix_numpy(g, s, c)
         if t is not None:
             cms[2] += confusion_matrix_numpy(t, s, c)
     return cms
@@ -163,7 +164,7 @@ def test_streaming_evaluator_matches_reference():
     frames = _frames(0, 11)
     ev, windows = _run(frames)
     cms = _expected(frames)
-    for k, pair in enumerate(("student", "teacher", "student_vs_teacher")):
+    for k, pair in enumerate(("student", "teacher", "student_vs_teacher", "student_on_teacher_frames")):
         np.testing.assert_array_equal(ev.confusion(pair), cms[k])
     s = ev.summary()
     assert s["frames"] == 11 and s["gt_frames"] == sum(f[2] is not None for f in frames)
@@ -171,6 +172,8 @@ def test_streaming_evaluator_matches_reference():
     assert s["student_miou"] == pytest.approx(mean_iou(cms[0]))
     assert s["teacher_pixel_acc"] == pytest.approx(pixel_accuracy(cms[1]))
     assert s["student_vs_teacher_miou"] == pytest.approx(mean_iou(cms[2]))
+    assert s["student_on_teacher_frames_miou"] == pytest.approx(mean_iou(cms[3]))
+    assert not np.array_equal(cms[3], cms[0])  # the teacher-frame subset is a real subset here
     fog = [f for f in frames if f[0] == "fog"]
     assert s["per_domain"]["fog"]["frames"] == len(fog)
     assert s["per_domain"]["fog"]["student_miou"] == pytest.approx(mean_iou(_expected(fog)[0]))
