@@ -168,6 +168,10 @@ class PageHinkley:
         ...     flags.append(ph.drift_detected)
         >>> flags.index(True), ph.n_detections
         (13, 1)
+        >>> twin = PageHinkley(ph.config)
+        >>> twin.load_state(ph.state())  # a checkpoint: the twin goes on exactly as ph does
+        >>> ph.update(5.0); twin.update(5.0); twin.state() == ph.state()
+        True
     """
 
     def __init__(self, config: PageHinkleyConfig = PageHinkleyConfig()) -> None:
