@@ -1,8 +1,10 @@
 """Concept-drift detectors in River's shape: :class:`PageHinkley` and :class:`ADWIN`.
 
 Both follow the same contract: ``update(x)`` with one float, then read ``drift_detected``
-(True only right after the update that detected a change; it goes back to False on the next
-update), ``n_detections`` and ``reset()``. ``update_many(xs)`` feeds a whole array through
+(read-only; True only right after the update that detected a change, back to False on the
+next update), ``n_detections`` and ``reset()``. ``state()`` is a plain-JSON snapshot and
+``load_state(state)`` restores it into a detector of the same config, which then continues
+exactly as the original would. ``update_many(xs)`` feeds a whole array through
 the same numba kernel and returns the indices (into ``xs``) where a drift was flagged, so
 ``update_many`` and a loop of ``update`` give identical results.
 
@@ -26,7 +28,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -57,6 +60,21 @@ def _check_value(name: str, x: float) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     return value
+
+
+def check_state(owner: str, config: Any, state: Any, keys: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``state`` is a dict with ``keys`` saved under the same config.
+
+    Shared by the detectors' ``load_state`` (a restored detector must continue exactly as the
+    one that saved it, which a different config would not).
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"{owner}.load_state: state must be a dict from {owner}.state(), got {type(state).__name__}")
+    missing = [key for key in ("config", *keys) if key not in state]
+    if missing:
+        raise ValueError(f"{owner}.load_state: state lacks {', '.join(missing)}")
+    if state["config"] != asdict(config):
+        raise ValueError(f"{owner}.load_state: state saved with config {state['config']}, this detector has {asdict(config)}")
 
 
 # --------------------------------------------------------------------------- Page-Hinkley
@@ -150,6 +168,10 @@ class PageHinkley:
         ...     flags.append(ph.drift_detected)
         >>> flags.index(True), ph.n_detections
         (13, 1)
+        >>> twin = PageHinkley(ph.config)
+        >>> twin.load_state(ph.state())  # a checkpoint: the twin goes on exactly as ph does
+        >>> ph.update(5.0); twin.update(5.0); twin.state() == ph.state()
+        True
     """
 
     def __init__(self, config: PageHinkleyConfig = PageHinkleyConfig()) -> None:
@@ -174,6 +196,23 @@ class PageHinkley:
     def estimation(self) -> float:
         """Mean of the values since the last reset (0.0 before any)."""
         return float(self._state[_PH_MEAN])
+
+    def state(self) -> dict[str, Any]:
+        """A plain-JSON snapshot (config, kernel statistics, counters) for :meth:`load_state`."""
+        return {
+            "config": asdict(self.config), "kernel": self._state.tolist(),
+            "n_detections": self.n_detections, "n_seen": self.n_seen,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state` snapshot of a PageHinkley with the same config."""
+        check_state("PageHinkley", self.config, state, ("kernel", "n_detections", "n_seen"))
+        kernel = np.asarray(state["kernel"], np.float64)  # (7,)
+        if kernel.shape != (_PH_SIZE,):
+            raise ValueError(f"PageHinkley.load_state: kernel must hold {_PH_SIZE} values, got shape {kernel.shape}")
+        self._state = kernel.copy()
+        self.n_detections = int(state["n_detections"])
+        self.n_seen = int(state["n_seen"])
 
     def update(self, x: float) -> None:
         """Feed one value."""
@@ -439,6 +478,38 @@ class ADWIN:
     def n_buckets(self) -> int:
         """Buckets in use (grows like max_buckets * log2(width))."""
         return int(self._counts.sum())
+
+    def state(self) -> dict[str, Any]:
+        """A plain-JSON snapshot (config, the live buckets of each row, counters) for :meth:`load_state`."""
+        rows = int(self._ist[_AD_ROWS_USED])
+        return {
+            "config": asdict(self.config),
+            "totals": [self._totals[r, : self._counts[r]].tolist() for r in range(rows)],
+            "m2s": [self._m2s[r, : self._counts[r]].tolist() for r in range(rows)],
+            "ints": self._ist.tolist(), "floats": self._fst.tolist(), "n_detections": self.n_detections,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state` snapshot of an ADWIN with the same config."""
+        check_state("ADWIN", self.config, state, ("totals", "m2s", "ints", "floats", "n_detections"))
+        ints = np.asarray(state["ints"], np.int64)  # (4,)
+        floats = np.asarray(state["floats"], np.float64)  # (2,)
+        totals, m2s = state["totals"], state["m2s"]
+        cols = self.config.max_buckets + 1
+        if ints.shape != (4,) or floats.shape != (2,):
+            raise ValueError(f"ADWIN.load_state: ints must hold 4 values and floats 2, got {ints.shape} and {floats.shape}")
+        if len(totals) != ints[_AD_ROWS_USED] or len(m2s) != len(totals) or len(totals) > _ROWS:
+            raise ValueError(f"ADWIN.load_state: {len(totals)} rows of totals and {len(m2s)} of m2s for {ints[_AD_ROWS_USED]} rows used")
+        self.reset()
+        for r, (row_totals, row_m2s) in enumerate(zip(totals, m2s)):
+            if len(row_totals) != len(row_m2s) or len(row_totals) > cols:
+                raise ValueError(f"ADWIN.load_state: row {r} holds {len(row_totals)} totals and {len(row_m2s)} m2s (at most {cols})")
+            self._totals[r, : len(row_totals)] = row_totals
+            self._m2s[r, : len(row_m2s)] = row_m2s
+            self._counts[r] = len(row_totals)
+        self._ist = ints.copy()
+        self._fst = floats.copy()
+        self.n_detections = int(state["n_detections"])
 
     def update(self, x: float) -> None:
         """Feed one value."""

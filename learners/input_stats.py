@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from numba import njit
 
-from learners.drift import PageHinkley, PageHinkleyConfig
+from learners.drift import PageHinkley, PageHinkleyConfig, check_state
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +187,25 @@ class InputStatsTracker:
         self._m2 = np.zeros(self.num_features, np.float64)  # (K,) Welford sum of squares (warm-up)
         self.var = np.zeros(self.num_features, np.float64)  # (K,)
 
+    def state(self) -> dict[str, Any]:
+        """A plain-JSON snapshot of the reference for :meth:`load_state`."""
+        return {
+            "config": asdict(self.config), "num_features": self.num_features, "n": self.n,
+            "mean": self.mean.tolist(), "m2": self._m2.tolist(), "var": self.var.tolist(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state` snapshot of a tracker with the same config."""
+        check_state("InputStatsTracker", self.config, state, ("num_features", "n", "mean", "m2", "var"))
+        if state["num_features"] != self.num_features:
+            raise ValueError(f"InputStatsTracker.load_state: state has {state['num_features']} features, this tracker {self.num_features}")
+        arrays = {key: np.asarray(state[key], np.float64) for key in ("mean", "m2", "var")}  # each (K,)
+        for key, array in arrays.items():
+            if array.shape != (self.num_features,):
+                raise ValueError(f"InputStatsTracker.load_state: {key} must have shape ({self.num_features},), got {array.shape}")
+        self.n = int(state["n"])
+        self.mean, self._m2, self.var = arrays["mean"], arrays["m2"], arrays["var"]
+
     @property
     def warm(self) -> bool:
         """Whether the reference is built and frames are being scored."""
@@ -265,7 +285,8 @@ class InputDriftMonitor:
     ``update(image)`` computes :func:`frame_statistics`, scores its novelty with an
     :class:`InputStatsTracker` and feeds the score to :class:`~learners.drift.PageHinkley`;
     on a detection both restart (a new reference is built from the new domain).
-    ``drift_detected`` is True only right after the detecting update.
+    ``drift_detected`` (read-only) is True only right after the detecting update;
+    ``state()`` / ``load_state()`` snapshot and restore the tracker, the test and the flag.
 
     Example:
         >>> monitor = InputDriftMonitor(InputDriftConfig())
@@ -286,16 +307,37 @@ class InputDriftMonitor:
         self.config = config
         self.tracker = InputStatsTracker(config.stats)
         self.detector = PageHinkley(config.detector)
-        self.drift_detected = False
+        self._drift_detected = False
         self.novelty: float | None = None  # last novelty score (None while warming up)
         self.n_detections = 0
+
+    @property
+    def drift_detected(self) -> bool:
+        """True right after the update that flagged a change."""
+        return self._drift_detected
 
     def reset(self) -> None:
         """Restart the reference and the test."""
         self.tracker.reset()
         self.detector.reset()
-        self.drift_detected = False
+        self._drift_detected = False
         self.novelty = None
+
+    def state(self) -> dict[str, Any]:
+        """A plain-JSON snapshot (tracker, test, flag, counters) for :meth:`load_state`."""
+        return {
+            "config": asdict(self.config), "tracker": self.tracker.state(), "detector": self.detector.state(),
+            "drift_detected": self._drift_detected, "novelty": self.novelty, "n_detections": self.n_detections,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state` snapshot of a monitor with the same config."""
+        check_state("InputDriftMonitor", self.config, state, ("tracker", "detector", "drift_detected", "novelty", "n_detections"))
+        self.tracker.load_state(state["tracker"])
+        self.detector.load_state(state["detector"])
+        self._drift_detected = bool(state["drift_detected"])
+        self.novelty = None if state["novelty"] is None else float(state["novelty"])
+        self.n_detections = int(state["n_detections"])
 
     def update(self, image: np.ndarray) -> None:
         """Feed one frame.
@@ -311,13 +353,13 @@ class InputDriftMonitor:
         Shape:
             features (21,) float64
         """
-        self.drift_detected = False
+        self._drift_detected = False
         self.novelty = self.tracker.update(features)
         if self.novelty is None:
             return
         self.detector.update(self.novelty)
         if self.detector.drift_detected:
-            self.drift_detected = True
+            self._drift_detected = True
             self.n_detections += 1
             logger.info("input drift detected (novelty %.2f)", self.novelty)
             self.tracker.reset()

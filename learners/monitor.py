@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from learners.drift import ADWIN, ADWINConfig, PageHinkley, PageHinkleyConfig
+from learners.drift import ADWIN, ADWINConfig, PageHinkleyConfig
 from learners.input_stats import InputDriftConfig, InputDriftMonitor, InputStatsConfig
 
 log = logging.getLogger(__name__)
@@ -46,29 +46,6 @@ class DriftConfig:
             raise ValueError(f"drift.cooldown must be >= 0, got {self.cooldown}")
         if not 0.0 < self.adwin_delta < 1.0:
             raise ValueError(f"drift.adwin_delta must be in (0, 1), got {self.adwin_delta}")
-
-
-def _capture(obj: Any) -> dict[str, Any]:
-    """Plain-JSON state of a detector: its numeric attributes and arrays."""
-    out: dict[str, Any] = {}
-    for key, value in vars(obj).items():
-        if isinstance(value, np.ndarray):
-            out[key] = {"dtype": str(value.dtype), "data": value.tolist()}
-        elif isinstance(value, (bool, int, float)) or value is None:
-            out[key] = value
-        elif isinstance(value, (InputDriftMonitor, PageHinkley, ADWIN)) or type(value).__name__ == "InputStatsTracker":
-            out[key] = {"__object__": _capture(value)}
-    return out
-
-
-def _restore(obj: Any, state: dict[str, Any]) -> None:
-    for key, value in state.items():
-        if isinstance(value, dict) and "__object__" in value:
-            _restore(getattr(obj, key), value["__object__"])
-        elif isinstance(value, dict) and "dtype" in value:
-            setattr(obj, key, np.array(value["data"], dtype=value["dtype"]))
-        else:
-            setattr(obj, key, value)
 
 
 class DriftMonitor:
@@ -116,10 +93,10 @@ class DriftMonitor:
 
     def state(self) -> dict[str, Any]:
         return {"last_drift": self.last_drift, "detections": self.detections,
-                "input": _capture(self.input), "disagreement": _capture(self.disagreement)}
+                "input": self.input.state(), "disagreement": self.disagreement.state()}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.last_drift = int(state["last_drift"])
         self.detections = int(state["detections"])
-        _restore(self.input, state["input"])
-        _restore(self.disagreement, state["disagreement"])
+        self.input.load_state(state["input"])
+        self.disagreement.load_state(state["disagreement"])

@@ -115,6 +115,8 @@ class OnnxTeacher:
         if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
             raise ExportedTeacherError(f"{self.path}: input {self.input.name!r} must be (B, 3, H, W), the model declares {shape}")
         self.fixed_size = tuple(s if isinstance(s, int) else None for s in shape[2:])
+        # a model exported with a fixed batch (often 1) is run on chunks of that many frames
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         self.device = "cuda" if providers[0].startswith("CUDA") else "cpu"
         self.name = f"onnx:{self.path.name}"
         self.params = -1
@@ -124,15 +126,25 @@ class OnnxTeacher:
         return -1  # not counted for opaque graphs
 
     def label(self, images: np.ndarray) -> TeacherOutput:
-        """Shape: images (B, H, W, 3) uint8 -> TeacherOutput (frames resized to a fixed input size if the model has one)."""
+        """Shape: images (B, H, W, 3) uint8 -> TeacherOutput (frames resized to a fixed input size, and run in
+        chunks of a fixed batch size, where the model declares one)."""
         height, width = images.shape[1:3]
         x = _images_to_input(images)  # (B, 3, H, W)
         want_h, want_w = self.fixed_size
         if (want_h is not None and want_h != height) or (want_w is not None and want_w != width):
             x = F.interpolate(torch.from_numpy(x), size=(want_h or height, want_w or width), mode="bilinear",
                               align_corners=False).numpy()
-        try:
-            (logits,) = self.session.run(None, {self.input.name: x})[:1]
-        except Exception as error:
-            raise ExportedTeacherError(f"{self.path}: inference failed on input {x.shape} ({error})") from None
+        step = self.fixed_batch or x.shape[0]
+        parts = []
+        for first in range(0, x.shape[0], step):
+            chunk = x[first : first + step]  # (b, 3, h, w)
+            short = step - chunk.shape[0]
+            if short:  # the last chunk of a fixed-batch model: padded with its last frame, then cut
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], short, axis=0)])  # (step, 3, h, w)
+            try:
+                (logits,) = self.session.run(None, {self.input.name: chunk})[:1]  # (step, C, h', w')
+            except Exception as error:
+                raise ExportedTeacherError(f"{self.path}: inference failed on input {chunk.shape} ({error})") from None
+            parts.append(logits[: step - short])
+        logits = np.concatenate(parts)  # (B, C, h', w')
         return logits_to_output(torch.from_numpy(logits), height, width, self.logits_stride, str(self.path))

@@ -39,7 +39,7 @@ def _sim(arg: str, options: dict[str, str], config: Any) -> Source:
     from stream.sources.sim import SimSource
 
     if options:
-        raise SourceError(f"sim:{arg}: the simulator takes no ?options (use --set sim.KEY=VALUE)")
+        raise SourceError(f"sim:{arg}: the simulator takes no ?options, got {', '.join(sorted(options))} (use --set sim.KEY=VALUE)")
     return SimSource(config.sim, seed=config.run.seed, frames=config.run.frames, schedule=arg or "tour")
 
 
@@ -69,9 +69,10 @@ def _rosbag(arg: str, options: dict[str, str], config: Any) -> Source:
 
 
 def _logs(arg: str, options: dict[str, str], config: Any) -> Source:
-    from stream.sources.multi import open_log, open_many, detect_log
+    from stream.sources.multi import check_log_options, detect_log, open_log, open_many
 
     if "," in arg:
+        check_log_options(f"logs:{arg}", options)
         sources = []
         for part in arg.split(","):
             found = detect_log(part)

@@ -67,10 +67,11 @@ class IterateOnce:
         return []
 
     def __iter__(self) -> Iterator[Frame]:
-        if self._closed:
-            raise SourceError(f"{self.source_id}: the source is closed")
+        # "once" first: a log that closed itself at its end was iterated, not closed by hand
         if self._started:
             raise SourceError(f"{self.source_id}: a source can be iterated only once")
+        if self._closed:
+            raise SourceError(f"{self.source_id}: the source is closed")
         self._started = True
         return self._frames()
 

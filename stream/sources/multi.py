@@ -109,6 +109,19 @@ def open_log(kind: str, path: Path, **opts: Any) -> Source:
     return opener(path, **{k: v for k, v in opts.items() if k in accepted})
 
 
+def check_log_options(where: str, opts: dict[str, Any]) -> None:
+    """Raise :class:`SourceError` naming every option no log kind takes (and ``name``, which
+    cannot name several logs); each log later takes the options its kind accepts."""
+    known: set[str] = set()
+    for config_type in (VideoConfig, ImageFolderConfig, KittiConfig, RosbagConfig):
+        known |= set(config_type.__dataclass_fields__)
+    unknown = sorted(set(opts) - known - {"name"})
+    if unknown or "name" in opts:
+        bad = unknown or ["name"]
+        raise SourceError(f"{where}: option(s) {', '.join(bad)} cannot apply to a run of several logs; "
+                          f"known: {', '.join(sorted(known - {'name'}))}")
+
+
 def _log_name(source: Source) -> str:
     return str(source.source_id).split(":", 1)[-1]
 
@@ -230,13 +243,7 @@ def open_many(sources: Sequence[Source] | str | Path, **opts: Any) -> MultiSourc
     """
     if isinstance(sources, (str, Path)):
         folder = Path(sources)
-        known = set()
-        for config_type in (VideoConfig, ImageFolderConfig, KittiConfig, RosbagConfig):
-            known |= set(config_type.__dataclass_fields__)
-        unknown = sorted(set(opts) - known - {"name"})
-        if unknown or "name" in opts:
-            bad = unknown or ["name"]
-            raise SourceError(f"logs:{folder}: option(s) {', '.join(bad)} cannot apply to a folder of logs")
+        check_log_options(f"logs:{folder}", opts)
         opened: list[Source] = []
         try:
             for kind, path in discover_logs(folder):

@@ -214,6 +214,8 @@ class RosbagSource(RecordedSource):
             )
             if frame is not None:
                 yield frame
+                if self._closed:  # closed while the consumer held the frame: the reader is gone
+                    return
         self.close()
 
     def _release(self) -> None:

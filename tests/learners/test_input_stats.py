@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from drift_references import reference_statistics
 from learners.drift import PageHinkleyConfig
 from learners.input_stats import (
     FEATURE_NAMES,
@@ -13,24 +14,6 @@ from learners.input_stats import (
     InputStatsTracker,
     frame_statistics,
 )
-
-
-def reference_statistics(image: np.ndarray) -> np.ndarray:
-    """Plain numpy version of frame_statistics."""
-    rgb = image.astype(np.float64)  # (H, W, 3)
-    h = image.shape[0]
-    out = []
-    for band in range(3):
-        part = rgb[band * h // 3: (band + 1) * h // 3]  # (h', W, 3)
-        luma = (299 * part[..., 0] + 587 * part[..., 1] + 114 * part[..., 2]) / 1000.0  # (h', W)
-        top, bottom = part.max(axis=2), part.min(axis=2)
-        saturation = np.where(top > 0, (top - bottom) / np.maximum(top, 1), 0.0)
-        out += [
-            part[..., 0].mean() / 255, part[..., 1].mean() / 255, part[..., 2].mean() / 255,
-            luma.std() / 255, bottom.mean() / 255, saturation.mean(),
-            np.abs(np.diff(luma, axis=1)).mean() / 255,
-        ]
-    return np.array(out)
 
 
 @pytest.mark.parametrize("shape", [(3, 2), (4, 5), (7, 9), (30, 41), (97, 128)])

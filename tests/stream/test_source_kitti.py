@@ -1,30 +1,12 @@
 """KITTI raw drive source on a tiny fake drive."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import cv2
-import numpy as np
 import pytest
 
+from source_fixtures import KITTI_STAMPS as STAMPS
+from source_fixtures import make_drive
 from stream.sources.base import Source, SourceError
 from stream.sources.kitti import open_kitti, parse_kitti_stamp
-
-STAMPS = [
-    "2011-09-26 13:02:59.900000000",
-    "2011-09-26 13:03:00.003670112",  # across a minute boundary
-    "2011-09-26 13:03:00.107000001",
-]
-
-
-def make_drive(root: Path, stamps: list[str] = STAMPS, frames: int = 3, camera: str = "image_02") -> Path:
-    drive = root / "2011_09_26_drive_0001_sync"
-    data = drive / camera / "data"
-    data.mkdir(parents=True)
-    for i in range(frames):
-        assert cv2.imwrite(str(data / f"{i:010d}.png"), np.full((4, 6, 3), 10 * i, np.uint8))
-    (drive / camera / "timestamps.txt").write_text("\n".join(stamps) + "\n")
-    return drive
 
 
 def test_drive_timestamps_are_seconds_since_the_first_line(tmp_path):

@@ -3,64 +3,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from rosbags.rosbag2 import Writer
-from rosbags.typesys import Stores, get_typestore
 
+from source_fixtures import (
+    BASE_NS,
+    CompressedImage,
+    Header,
+    String,
+    Time,
+    compressed_message,
+    raw_message,
+    rgb_pattern,
+    write_bag,
+)
 from stream.sources.base import Source, SourceError
 from stream.sources.rosbag import open_rosbag, split_spec
-
-STORE = get_typestore(Stores.ROS2_HUMBLE)
-Image = STORE.types["sensor_msgs/msg/Image"]
-CompressedImage = STORE.types["sensor_msgs/msg/CompressedImage"]
-Header = STORE.types["std_msgs/msg/Header"]
-Time = STORE.types["builtin_interfaces/msg/Time"]
-String = STORE.types["std_msgs/msg/String"]
-
-H, W = 4, 6
-BASE_NS = 1_700_000_000 * 1_000_000_000
-
-
-def rgb_pattern(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)  # (H, W, 3)
-
-
-def raw_message(rgb: np.ndarray, encoding: str, stamp_ns: int, pad: int = 0) -> object:
-    """An Image message holding ``rgb`` in ``encoding`` with ``pad`` bytes of row padding."""
-    if encoding == "rgb8":
-        pixels = rgb
-    elif encoding == "bgr8":
-        pixels = rgb[..., ::-1]
-    elif encoding == "mono8":
-        pixels = rgb[..., :1]
-    elif encoding == "rgba8":
-        pixels = np.dstack([rgb, np.full((H, W), 9, np.uint8)])
-    elif encoding == "bgra8":
-        pixels = np.dstack([rgb[..., ::-1], np.full((H, W), 9, np.uint8)])
-    else:
-        pixels = np.dstack([rgb, rgb])  # 6 bytes a pixel, an encoding the source does not know
-    rows = np.ascontiguousarray(pixels).reshape(H, -1)
-    rows = np.hstack([rows, np.zeros((H, pad), np.uint8)])  # (H, step)
-    stamp = Time(stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)
-    return Image(Header(stamp, "cam"), H, W, encoding, 0, rows.shape[1], rows.reshape(-1).copy())
-
-
-def compressed_message(rgb: np.ndarray, fmt: str, stamp_ns: int) -> object:
-    ok, data = cv2.imencode(f".{fmt}", rgb[..., ::-1])
-    assert ok
-    stamp = Time(stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)
-    return CompressedImage(Header(stamp, "cam"), fmt, data.reshape(-1))
-
-
-def write_bag(path: Path, messages: dict[str, list[tuple[int, object]]]) -> Path:
-    with Writer(path, version=9) as writer:
-        for topic, items in messages.items():
-            conn = writer.add_connection(topic, items[0][1].__msgtype__, typestore=STORE)
-            for bag_time, msg in items:
-                writer.write(conn, bag_time, STORE.serialize_cdr(msg, msg.__msgtype__))
-    return path
 
 
 @pytest.fixture

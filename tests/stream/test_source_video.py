@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from source_fixtures import write_avi
 from stream.sources.base import Source, SourceError
 from stream.sources.video import VideoSource, open_video
 
@@ -18,17 +19,6 @@ UDACITY = DATA / "logs" / "udacity_solidWhiteRight.mp4"
 def need(path: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"shared data absent: {path}")
-    return path
-
-
-def write_avi(path: Path, count: int = 4, size: tuple[int, int] = (32, 16), fps: float = 10.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert writer.isOpened()
-    for i in range(count):
-        bgr = np.zeros((size[1], size[0], 3), np.uint8)
-        bgr[..., 2] = 40 * i + 20  # red rises frame by frame
-        writer.write(bgr)
-    writer.release()
     return path
 
 
