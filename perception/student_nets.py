@@ -1,6 +1,6 @@
 """Student networks by name: the shipped simulator student and a faster one for real logs.
 
-``student.net`` in a run's config and ``net`` in ``odistill train-student --set net=NAME``
+``student.net`` in a run's config and ``student_training.net`` (``odistill train-student --set student_training.net=NAME``)
 pick one of :data:`STUDENT_NETS`:
 
 - ``"default"``: :class:`perception.nets.SegNet` with ``STUDENT_CONFIG`` (the simulator
