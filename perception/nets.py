@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from perception.labels import NUM_CLASSES
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -39,7 +41,7 @@ class SegNetConfig:
     blocks: tuple[int, int, int, int] = (1, 2, 2, 2)
     stem: int = 16  # channels of the stride-2 stem
     decoder: int = 64
-    num_classes: int = 19
+    num_classes: int = NUM_CLASSES  # the canonical trainIds
 
 
 TEACHER_CONFIG = SegNetConfig(widths=(48, 96, 160, 224), blocks=(2, 2, 3, 2), stem=24, decoder=96)

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-IGNORE_INDEX = 255  # label value for "no ground truth here"
+from perception.labels import IGNORE_INDEX  # noqa: F401  label value for "no ground truth here"
 
 
 class FrameError(ValueError):
