@@ -24,7 +24,6 @@ import torch.nn.functional as F
 
 from perception.device import DeviceError, resolve_device
 from perception.labels import IGNORE_INDEX, NUM_CLASSES
-from perception.nets import count_macs
 from perception.teacher import TeacherOutput
 
 log = logging.getLogger(__name__)
@@ -76,11 +75,8 @@ class TorchScriptTeacher:
         self.logits_stride = logits_stride
 
     def macs(self, height: int, width: int) -> int:
-        """TorchScript graphs are not hooked: counted from the convolution weights on a traced run."""
-        try:
-            return count_macs(self.model, height, width)
-        except Exception:  # scripted modules may not expose hooks
-            return -1
+        """Not counted (-1): a TorchScript module takes no forward hooks, which the counter needs."""
+        return -1
 
     @torch.inference_mode()
     def label(self, images: np.ndarray) -> TeacherOutput:
