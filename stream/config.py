@@ -49,14 +49,14 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class TeacherConfig:
     spec: str = "sim"  # sim | espnetv2:PATH | torchscript:PATH | onnx:PATH
-    device: str = "auto"  # auto = cuda when present, else cpu
+    device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | cuda:N
     logits_stride: int = 4  # teacher logits are shipped at 1/stride of the frame size
 
 
 @dataclass(frozen=True)
 class StudentConfig:
     weights: str = "default"  # default = the shipped clear-day student; "none" = random init; or a path
-    device: str = "cpu"
+    device: str = "cpu"  # auto | cpu | cuda | cuda:N (perception.device.resolve_device)
     net: str = "default"  # architecture: a name in perception.student_nets.STUDENT_NETS (default | fast)
 
     def __post_init__(self) -> None:
