@@ -34,4 +34,4 @@ gpu-check: $(STAMP)
 	bash bench/gpu_check.sh
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .import_linter_cache

@@ -6,7 +6,7 @@ For each setting the teacher labels every 480x360 frame (batch 1, timed per fram
   horizontally, x1.956 vertically; 480x352: a slight vertical squash, antialiased); the
   network's stride-2 logits are upsampled bilinearly (corners aligned, its own convention)
   straight to the label's 480x360 and the argmax is taken there;
-- the 19 canonical classes map to CamVid's 11 with ``perception.labels.CITYSCAPES_TO_CAMVID``;
+- the 19 canonical classes map to CamVid's 11 with ``perception.labels.canonical_to_camvid``;
   the teacher's background (255) counts as a wrong prediction (CamVid void = 11);
 - pixels labelled void (11) are ignored; pixel accuracy = correct / valid pixels; mIoU =
   nanmean over the 11 classes of IoU, classes with an empty union left out. The confusion
@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from perception.labels import CAMVID_CLASS_NAMES, CITYSCAPES_TO_CAMVID  # noqa: E402
+from perception.labels import CAMVID_CLASS_NAMES, CAMVID_VOID, canonical_to_camvid  # noqa: E402
 from perception.teachers.espnetv2 import ESPNetv2Config, ESPNetv2Teacher  # noqa: E402
 
 try:  # the project's numba evaluator and metrics, where they exist
@@ -70,9 +70,7 @@ def load_frames(limit: int | None) -> tuple[np.ndarray, np.ndarray]:
 
 def camvid_table() -> np.ndarray:
     """Canonical label (0..18, 255) -> CamVid class (0..10, 11 = void)."""
-    table = np.full(256, CAMVID_CLASSES, np.uint8)
-    table[: len(CITYSCAPES_TO_CAMVID)] = CITYSCAPES_TO_CAMVID
-    return table
+    return canonical_to_camvid(unmapped=CAMVID_VOID).table  # (256,)
 
 
 def confusion(gt: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:

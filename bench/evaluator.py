@@ -40,8 +40,9 @@ from perception.evaluator import (  # noqa: E402
     confusion_update,
     confusion_update_parallel,
 )
+from perception.labels import CAMVID_CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES  # noqa: E402
 
-C = 19
+C = NUM_CLASSES
 HEIGHT, WIDTH = 512, 1024
 TARGET_SPEEDUP = 10
 
@@ -67,13 +68,13 @@ def scene(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         label[y: y + h, x: x + w] = cls
         border[y: y + h, x: x + 2] = True
         border[y: y + 2, x: x + w] = True
-    label[border & (rng.random((HEIGHT, WIDTH)) < 0.7)] = 255
+    label[border & (rng.random((HEIGHT, WIDTH)) < 0.7)] = IGNORE_INDEX
     pred = np.roll(label, (int(rng.integers(-4, 5)), int(rng.integers(-6, 7))), axis=(0, 1)).copy()  # (H, W)
     for _ in range(10):
         h, w = int(rng.integers(10, 80)), int(rng.integers(10, 120))
         y, x = int(rng.integers(0, HEIGHT - h)), int(rng.integers(0, WIDTH - w))
         pred[y: y + h, x: x + w] = int(rng.integers(0, C))
-    pred[pred == 255] = 0  # a student always predicts a class
+    pred[pred == IGNORE_INDEX] = 0  # a student always predicts a class
     return label, pred
 
 
@@ -126,22 +127,22 @@ def median_ms(fn, pairs, repeats: int) -> float:
 def main() -> None:
     rng = np.random.default_rng(0)
     pairs = [scene(rng) for _ in range(8)]
-    ignored = np.mean([(t == 255).mean() for t, _ in pairs])
+    ignored = np.mean([(t == IGNORE_INDEX).mean() for t, _ in pairs])
     cm = np.zeros((C, C + 1), np.int64)  # (C, C + 1)
 
     def numba_serial(t, p):
-        confusion_update(cm, t, p, 255)
+        confusion_update(cm, t, p, IGNORE_INDEX)
 
     def numba_parallel(t, p):
-        confusion_update_parallel(cm, t, p, 255)
+        confusion_update_parallel(cm, t, p, IGNORE_INDEX)
 
     # correctness first (also the JIT warm-up)
     for t, p in pairs:
         cm[...] = 0
-        confusion_update(cm, t, p, 255)
+        confusion_update(cm, t, p, IGNORE_INDEX)
         assert (cm[:, :C] == fast_hist(t, p)).all() and (cm == fast_hist_full(t, p)).all()
         cm[...] = 0
-        confusion_update_parallel(cm, t, p, 255)
+        confusion_update_parallel(cm, t, p, IGNORE_INDEX)
         assert (cm == fast_hist_full(t, p)).all()
 
     evaluator = StreamingEvaluator(EvaluatorConfig())
@@ -167,11 +168,12 @@ def main() -> None:
     camvid = camvid_pairs()
     camvid_numpy_ms = camvid_numba_ms = None
     if camvid:
-        cm11 = np.zeros((11, 12), np.int64)  # (11, 12)
-        confusion_update(cm11, *camvid[0], 255)
-        assert (cm11[:, :11] == fast_hist(*camvid[0], n_class=11)).all()
-        camvid_numpy_ms = median_ms(lambda t, p: fast_hist(t, p, 11), camvid, repeats)
-        camvid_numba_ms = median_ms(lambda t, p: confusion_update(cm11, t, p, 255), camvid, repeats)
+        k = len(CAMVID_CLASS_NAMES)  # 11
+        cm11 = np.zeros((k, k + 1), np.int64)  # (11, 12)
+        confusion_update(cm11, *camvid[0], IGNORE_INDEX)
+        assert (cm11[:, :k] == fast_hist(*camvid[0], n_class=k)).all()
+        camvid_numpy_ms = median_ms(lambda t, p: fast_hist(t, p, k), camvid, repeats)
+        camvid_numba_ms = median_ms(lambda t, p: confusion_update(cm11, t, p, IGNORE_INDEX), camvid, repeats)
 
     print(f"label maps: {len(pairs)} pairs of {WIDTH}x{HEIGHT}, {ignored:.1%} ignore, {repeats} repeats, medians")
     print(f"numpy bincount (FCN _fast_hist, CxC)        : {numpy_ms:8.3f} ms")

@@ -6,6 +6,9 @@
 # Work goes to $WORK (default runs/gpu_check); where $OUT is set, the weights, logs, summary and
 # report are copied there too. The last line printed is one JSON object.
 # DEVICE=cpu with small TEACHER_ARGS/STUDENT_ARGS/RUN_ARGS dry-runs the script on a machine without a GPU.
+# e.g. TEACHER_ARGS="--steps 2 --set teacher_training.worlds=1 --set teacher_training.frames_per_world=4 --set teacher_training.eval_frames=4"
+#      STUDENT_ARGS="--steps 2 --set student_training.frames=4 --set student_training.worlds=1" RUN_ARGS="--frames 30"
+# (the offline-training commands live in stream/training.py; their settings are the sections above).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}

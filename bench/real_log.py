@@ -59,7 +59,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from perception.evaluator import confusion_update  # noqa: E402
-from perception.labels import CAMVID_CLASS_NAMES, CITYSCAPES_TO_CAMVID  # noqa: E402
+from perception.labels import CAMVID_CLASS_NAMES, CAMVID_VOID, IGNORE_INDEX, canonical_to_camvid  # noqa: E402
 from perception.metrics import iou_per_class, mean_iou, pixel_accuracy  # noqa: E402
 from perception.student_nets import build_student_net  # noqa: E402
 from perception.teacher import TeacherOutput  # noqa: E402
@@ -131,9 +131,7 @@ class CachedTeacher:
 
 def camvid_table() -> np.ndarray:
     """Canonical label (0..18, 255) -> CamVid class (0..10; 11 = void, counted as wrong)."""
-    table = np.full(256, CAMVID_CLASSES, np.uint8)
-    table[: len(CITYSCAPES_TO_CAMVID)] = CITYSCAPES_TO_CAMVID
-    return table
+    return canonical_to_camvid(unmapped=CAMVID_VOID).table  # (256,)
 
 
 def open_clip(name: str, limit: int | None = None) -> Any:
@@ -187,7 +185,7 @@ def teacher_on_clip(teacher: CachedTeacher, limit: int | None = None) -> dict[st
             out = teacher.label(frame.image[None])
             seconds.append(time.perf_counter() - start)
             if frame.label is not None:
-                confusion_update(cm, frame.label, table[out.labels[0]], 255)
+                confusion_update(cm, frame.label, table[out.labels[0]], IGNORE_INDEX)
     return {"frames": len(seconds), "pixel_acc": float(pixel_accuracy(cm)), "miou": float(mean_iou(cm)),
             "class_iou": [round(float(v), 4) for v in iou_per_class(cm)], "s_per_frame": float(np.median(seconds))}
 

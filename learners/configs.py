@@ -13,7 +13,7 @@ Example:
     >>> DistillationConfig(alpha=2.0)
     Traceback (most recent call last):
     ...
-    ValueError: learner.alpha must be in [0, 1], got 2.0
+    ValueError: alpha must be in [0, 1], got 2.0
 """
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ class DistillationConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"learner.alpha must be in [0, 1], got {self.alpha}")
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0:
-            raise ValueError(f"learner.temperature must be > 0, got {self.temperature}")
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
 
 @dataclass(frozen=True)
@@ -56,15 +56,17 @@ class OnlineConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
-            raise ValueError(f"learner.lr must be > 0, got {self.lr}")
-        if self.steps_per_label < 1 or self.batch_size < 1:
-            raise ValueError(f"learner.steps_per_label and learner.batch_size must be >= 1, got {self.steps_per_label}, {self.batch_size}")
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.steps_per_label < 1:
+            raise ValueError(f"steps_per_label must be >= 1, got {self.steps_per_label}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.predict_bn not in ("running", "frame"):
-            raise ValueError(f"online.predict_bn must be 'running' or 'frame', got {self.predict_bn!r}")
+            raise ValueError(f"predict_bn must be 'running' or 'frame', got {self.predict_bn!r}")
         if self.loss_grid not in ("net", "frame"):
-            raise ValueError(f"online.loss_grid must be 'net' or 'frame', got {self.loss_grid!r}")
+            raise ValueError(f"loss_grid must be 'net' or 'frame', got {self.loss_grid!r}")
         if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"online.ema must be in [0, 1), got {self.ema}")
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,8 @@ class StreamLearnerConfig:
 
     def __post_init__(self) -> None:
         if self.agreement not in ("pixel", "miou"):
-            raise ValueError(f"learner.agreement must be 'pixel' or 'miou', got {self.agreement!r}")
+            raise ValueError(f"agreement must be 'pixel' or 'miou', got {self.agreement!r}")
         if self.teacher_latency < 0:
-            raise ValueError(f"learner.teacher_latency must be >= 0, got {self.teacher_latency}")
+            raise ValueError(f"teacher_latency must be >= 0, got {self.teacher_latency}")
         if self.checkpoint_every < 0:
-            raise ValueError(f"learner.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")

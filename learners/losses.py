@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from learners.configs import DistillationConfig
-
-IGNORE_INDEX = 255
+from perception.labels import IGNORE_INDEX
 
 
 def class_balance_weights(labels: torch.Tensor, num_classes: int, power: float, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:

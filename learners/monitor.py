@@ -43,9 +43,9 @@ class DriftConfig:
 
     def __post_init__(self) -> None:
         if self.cooldown < 0:
-            raise ValueError(f"drift.cooldown must be >= 0, got {self.cooldown}")
+            raise ValueError(f"cooldown must be >= 0, got {self.cooldown}")
         if not 0.0 < self.adwin_delta < 1.0:
-            raise ValueError(f"drift.adwin_delta must be in (0, 1), got {self.adwin_delta}")
+            raise ValueError(f"adwin_delta must be in (0, 1), got {self.adwin_delta}")
 
 
 class DriftMonitor:

@@ -25,6 +25,7 @@ from learners.configs import DistillationConfig, OnlineConfig
 from learners.losses import DistillationLoss
 from learners.replay import ReplayBuffer, ReplayConfig
 from perception.argmax import class_labels, upsampled_class_labels
+from perception.device import resolve_device
 from perception.teachers.common import images_to_tensor
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class OnlineLearner:
         device: str = "cpu",
     ):
         self.config = config
-        self.device = torch.device(device)
+        self.device = resolve_device(device, setting="student.device")
         self.model = model.to(self.device)
         self.loss = DistillationLoss(distill)
         self.replay = ReplayBuffer(replay, seed=seed)

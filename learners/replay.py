@@ -29,9 +29,9 @@ class ReplayConfig:
 
     def __post_init__(self) -> None:
         if self.capacity < 1:
-            raise ValueError(f"replay.capacity must be >= 1, got {self.capacity}")
+            raise ValueError(f"capacity must be >= 1, got {self.capacity}")
         if not 0.0 <= self.recent_fraction <= 1.0:
-            raise ValueError(f"replay.recent_fraction must be in [0, 1], got {self.recent_fraction}")
+            raise ValueError(f"recent_fraction must be in [0, 1], got {self.recent_fraction}")
 
 
 @dataclass

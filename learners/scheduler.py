@@ -31,11 +31,13 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.min_rate <= self.initial_rate <= self.max_rate <= 1.0:
             raise ValueError(
-                "scheduler needs 0 < min_rate <= initial_rate <= max_rate <= 1, got "
+                "min_rate, initial_rate and max_rate need 0 < min_rate <= initial_rate <= max_rate <= 1, got "
                 f"{self.min_rate}, {self.initial_rate}, {self.max_rate}"
             )
-        if self.up < 1.0 or not 0.0 < self.down <= 1.0:
-            raise ValueError(f"scheduler.up must be >= 1 and scheduler.down in (0, 1], got {self.up}, {self.down}")
+        if self.up < 1.0:
+            raise ValueError(f"up must be >= 1, got {self.up}")
+        if not 0.0 < self.down <= 1.0:
+            raise ValueError(f"down must be in (0, 1], got {self.down}")
 
 
 class TeacherScheduler:

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from perception.labels import NUM_CLASSES
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -39,7 +41,7 @@ class SegNetConfig:
     blocks: tuple[int, int, int, int] = (1, 2, 2, 2)
     stem: int = 16  # channels of the stride-2 stem
     decoder: int = 64
-    num_classes: int = 19
+    num_classes: int = NUM_CLASSES  # the canonical trainIds
 
 
 TEACHER_CONFIG = SegNetConfig(widths=(48, 96, 160, 224), blocks=(2, 2, 3, 2), stem=24, decoder=96)
@@ -143,36 +145,35 @@ def count_params(module: nn.Module) -> int:
 
 
 def count_macs(module: nn.Module, height: int, width: int) -> int:
-    """Multiply-accumulates of one forward pass on a (1, 3, height, width) input.
+    """Multiply-accumulates of convolutions and linear layers for one (1, 3, height, width) input.
 
-    Counts convolutions and linear layers (the work that matters), measured with hooks on a
-    real forward pass so that the figure follows the architecture.
+    The one MACs counter of the project (teachers and students alike). It runs the forward
+    pass with hooks on a meta-device copy of ``module``: no real arithmetic, the module itself
+    untouched (its device, mode and hooks), and the figure follows the architecture.
+
+    Example:
+        >>> count_macs(nn.Conv2d(3, 8, 3, padding=1), 10, 12)  # 10 * 12 outputs * 8 channels * 3 * 3 * 3
+        25920
     """
+    import copy
+
+    meta = copy.deepcopy(module).to(device="meta", dtype=torch.float32).eval()
     total = 0
 
-    def conv_hook(layer: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+    def conv_hook(layer: nn.Conv2d, _inputs: tuple, output: torch.Tensor) -> None:
         nonlocal total
-        kernel = layer.kernel_size[0] * layer.kernel_size[1] * (layer.in_channels // layer.groups)
-        total += int(output.numel() // output.shape[0]) * kernel
+        per_output = layer.kernel_size[0] * layer.kernel_size[1] * (layer.in_channels // layer.groups)
+        total += int(output[0].numel()) * per_output
 
-    def linear_hook(layer: nn.Linear, _inputs, output: torch.Tensor) -> None:
+    def linear_hook(layer: nn.Linear, _inputs: tuple, output: torch.Tensor) -> None:
         nonlocal total
-        total += int(output.numel() // output.shape[0]) * layer.in_features
+        total += int(output[0].numel()) * layer.in_features
 
-    handles = []
-    for layer in module.modules():
+    for layer in meta.modules():
         if isinstance(layer, nn.Conv2d):
-            handles.append(layer.register_forward_hook(conv_hook))
+            layer.register_forward_hook(conv_hook)
         elif isinstance(layer, nn.Linear):
-            handles.append(layer.register_forward_hook(linear_hook))
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            device = next(module.parameters()).device
-            module(torch.zeros(1, 3, height, width, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
-        module.train(was_training)
+            layer.register_forward_hook(linear_hook)
+    with torch.no_grad():
+        meta(torch.zeros(1, 3, height, width, device="meta"))  # (1, 3, H, W)
     return total

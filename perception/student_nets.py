@@ -1,6 +1,6 @@
 """Student networks by name: the shipped simulator student and a faster one for real logs.
 
-``student.net`` in a run's config and ``net`` in ``odistill train-student --set net=NAME``
+``student.net`` in a run's config and ``student_training.net`` (``odistill train-student --set student_training.net=NAME``)
 pick one of :data:`STUDENT_NETS`:
 
 - ``"default"``: :class:`perception.nets.SegNet` with ``STUDENT_CONFIG`` (the simulator
@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from perception.labels import NUM_CLASSES
 from perception.nets import DEEP_STUDENT_CONFIG, IMAGENET_MEAN, IMAGENET_STD, STUDENT_CONFIG, ConvBNReLU, ResidualBlock, SegNet
 
 
@@ -46,7 +47,7 @@ class FastSegNetConfig:
     blocks: tuple[int, int, int, int] = (1, 1, 2, 1)
     stem: int = 8  # channels of the stride-2 stem
     decoder: int = 32  # channels of the top-down decoder (strides 32 -> 4)
-    num_classes: int = 19  # canonical trainIds
+    num_classes: int = NUM_CLASSES  # canonical trainIds
 
     def __post_init__(self) -> None:
         if len(self.widths) != 4 or len(self.blocks) != 4:

@@ -36,7 +36,8 @@ from numba import njit
 SKY_DEPTH = 1000.0  # metres written for sky pixels (and CARLA's depth-camera maximum)
 INF = 1.0e30
 
-# --- trainIds used by the sim (perception/labels.py) -----------------------------------
+# --- canonical trainIds the sim renders (sim/ does not import perception: tests/sim/test_sim_world.py
+# checks these against perception.labels.CLASS_ID) ---------------------------------------
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, TRAFFIC_LIGHT, TRAFFIC_SIGN = 0, 1, 2, 3, 4, 5, 6, 7
 VEGETATION, TERRAIN, SKY, PERSON, CAR = 8, 9, 10, 11, 13
 

@@ -4,6 +4,7 @@
     odistill run --runner ray --frames 1200 --set scheduler.max_rate=0.4
     odistill train-teacher            # re-make perception/weights/sim_teacher.safetensors
     odistill train-student            # re-make the clear-day student's starting weights
+    odistill train-student --steps 200 --set student_training.frames=400 --device cpu
 """
 from __future__ import annotations
 
@@ -89,18 +90,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _train_parser(sub: Any) -> None:
     p = sub.add_parser("train-teacher", help="train the simulator teacher (seeded, reproducible)")
     p.add_argument("--out", default=None, help="weights file (default: the shipped perception/weights/sim_teacher.safetensors)")
-    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="same as --set teacher_training.steps=N")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a TeacherTrainingConfig field")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--config", help="a TOML file with a [teacher_training] table")
+    p.add_argument("--set", action="append", default=[], metavar="teacher_training.KEY=VALUE",
+                   help="override one teacher_training value (KEY=VALUE also works)")
     s = sub.add_parser("train-student", help="distil the starting student offline on clear-day frames of one town")
     s.add_argument("--out", default=None, help="weights file (default: the shipped student_clear_oldtown.safetensors)")
     s.add_argument("--teacher", default="sim", help="teacher spec that labels the frames")
     s.add_argument("--source", default="sim:clear", help="frames to distil on (sim:clear, or video:PATH for a log)")
-    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--steps", type=int, default=None, help="same as --set student_training.steps=N")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="auto")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a StudentTrainingConfig field")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    s.add_argument("--config", help="a TOML file with a [student_training] table")
+    s.add_argument("--set", action="append", default=[], metavar="student_training.KEY=VALUE",
+                   help="override one student_training value (KEY=VALUE also works)")
     e = sub.add_parser("eval-teacher", help="score a teacher against simulator ground truth per domain")
     e.add_argument("--teacher", default="sim")
     e.add_argument("--frames", type=int, default=1200)
@@ -110,19 +115,23 @@ def _train_parser(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from perception import training
+    from stream import training
 
+    section = "teacher_training" if args.command == "train-teacher" else "student_training"
+    overrides = list(args.set) + ([f"{section}.steps={args.steps}"] if args.steps is not None else [])
     if args.command == "train-teacher":
-        result = training.train_teacher(out=args.out, steps=args.steps, seed=args.seed, device=args.device, overrides=args.set)
+        config = training.teacher_training_config(args.config, overrides)
+        result = training.train_teacher(config, out=args.out, seed=args.seed, device=args.device)
     else:
-        result = training.train_student(out=args.out, teacher=args.teacher, source=args.source, steps=args.steps,
-                                        seed=args.seed, device=args.device, overrides=args.set)
+        config = training.student_training_config(args.config, overrides)
+        result = training.train_student(config, out=args.out, teacher=args.teacher, source=args.source,
+                                        seed=args.seed, device=args.device)
     print(json.dumps(result, indent=2))
     return 0
 
 
 def cmd_eval_teacher(args: argparse.Namespace) -> int:
-    from perception import training
+    from stream import training
 
     result = training.evaluate_on_sim(args.teacher, frames=args.frames, seed=args.seed, schedule=args.schedule, device=args.device)
     print(json.dumps(result, indent=2))
@@ -138,13 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from perception.weights import CheckpointError
+    from perception.device import DeviceError
     from perception.teachers import TeacherSpecError
+    from perception.weights import CheckpointError
     from stream.config import ConfigError
     from stream.recorder import OutputError
     from stream.sources.base import SourceError
 
-    known = (ConfigError, SourceError, OutputError, CheckpointError, TeacherSpecError)
+    known = (ConfigError, SourceError, OutputError, CheckpointError, TeacherSpecError, DeviceError)
     try:
         if args.command == "run":
             return cmd_run(args)

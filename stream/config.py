@@ -2,7 +2,11 @@
 
 Values come from the dataclass defaults, then a TOML file (``--config``), then
 ``--set section.key=value`` overrides; every value is type-checked against the field's type,
-and unknown sections or keys are refused by name.
+and unknown sections or keys are refused by name. A section's own validation (its
+``__post_init__``) raises with the bare key (``alpha must be in [0, 1]``) or its class name
+(``EvaluatorConfig.window``); the error that reaches the user names ``section.key``. The same
+machinery loads any root dataclass of sections (``root=``), e.g. the offline-training
+commands' ``teacher_training`` and ``student_training`` (:mod:`stream.training`).
 
 Example:
     >>> cfg = apply_overrides(RunConfig(), ["run.frames=120", "scheduler.max_rate=0.4"])
@@ -12,17 +16,22 @@ Example:
     Traceback (most recent call last):
     ...
     stream.config.ConfigError: run.frames: expected int, got 'many'
+    >>> apply_overrides(RunConfig(), ["distill.alpha=2"])
+    Traceback (most recent call last):
+    ...
+    stream.config.ConfigError: distill.alpha must be in [0, 1], got 2.0
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from learners.configs import DistillationConfig, OnlineConfig, StreamLearnerConfig
 from learners.monitor import DriftConfig
@@ -40,21 +49,21 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class TeacherConfig:
     spec: str = "sim"  # sim | espnetv2:PATH | torchscript:PATH | onnx:PATH
-    device: str = "auto"  # auto = cuda when present, else cpu
+    device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | cuda:N
     logits_stride: int = 4  # teacher logits are shipped at 1/stride of the frame size
 
 
 @dataclass(frozen=True)
 class StudentConfig:
     weights: str = "default"  # default = the shipped clear-day student; "none" = random init; or a path
-    device: str = "cpu"
+    device: str = "cpu"  # auto | cpu | cuda | cuda:N (perception.device.resolve_device)
     net: str = "default"  # architecture: a name in perception.student_nets.STUDENT_NETS (default | fast)
 
     def __post_init__(self) -> None:
         from perception.student_nets import STUDENT_NETS
 
         if self.net not in STUDENT_NETS:
-            raise ValueError(f"student.net: unknown student net {self.net!r} (choose one of: {', '.join(sorted(STUDENT_NETS))})")
+            raise ValueError(f"net: unknown student net {self.net!r} (choose one of: {', '.join(sorted(STUDENT_NETS))})")
 
 
 @dataclass(frozen=True)
@@ -97,9 +106,9 @@ class RunSection:
 
     def __post_init__(self) -> None:
         if self.transport not in ("auto", "ring", "object_store"):
-            raise ValueError(f"run.transport: unknown transport {self.transport!r} (choose auto, ring or object_store)")
+            raise ValueError(f"transport: unknown transport {self.transport!r} (choose auto, ring or object_store)")
         if self.ring_slots < 0:
-            raise ValueError(f"run.ring_slots must be >= 0, got {self.ring_slots}")
+            raise ValueError(f"ring_slots must be >= 0, got {self.ring_slots}")
 
 
 @dataclass(frozen=True)
@@ -226,11 +235,14 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     raise ConfigError(f"{name}: unsupported field type {kind!r}")
 
 
+Root = TypeVar("Root")
+
+
 def _section_types(section: Any) -> dict[str, Any]:
     return typing.get_type_hints(type(section))
 
 
-def _coerced_changes(config: RunConfig, changes: list[tuple[str, str, Any]]) -> dict[str, dict[str, Any]]:
+def _coerced_changes(config: Any, changes: list[tuple[str, str, Any]]) -> dict[str, dict[str, Any]]:
     """Check and coerce (section, key, raw value) triples; later ones win. Grouped by section."""
     sections = {f.name for f in dataclasses.fields(config)}
     grouped: dict[str, dict[str, Any]] = {}
@@ -244,16 +256,45 @@ def _coerced_changes(config: RunConfig, changes: list[tuple[str, str, Any]]) -> 
     return grouped
 
 
-def _apply(config: RunConfig, changes: list[tuple[str, str, Any]]) -> RunConfig:
+def section_message(message: str, section_name: str, section_type: type) -> str:
+    """A section's own validation message, naming its key as ``section.key``.
+
+    A component does not know which section it is configured under, so it starts its message
+    with the bare key (``alpha must be ...``) or names keys by its class
+    (``EvaluatorConfig.window``); this is the one place that turns both into ``section.key``.
+    A message that starts with no key of the section gets the section as a prefix.
+
+    Example:
+        >>> from learners.configs import DistillationConfig
+        >>> section_message("alpha must be in [0, 1], got 2.0", "distill", DistillationConfig)
+        'distill.alpha must be in [0, 1], got 2.0'
+        >>> section_message("DistillationConfig.temperature must be > 0, got 0.0", "distill", DistillationConfig)
+        'distill.temperature must be > 0, got 0.0'
+        >>> section_message("a bad mix", "distill", DistillationConfig)
+        'distill: a bad mix'
+    """
+    message = re.sub(rf"(?<![\w.]){re.escape(section_type.__name__)}\.(?=\w)", f"{section_name}.", message)
+    if message.startswith(f"{section_name}."):
+        return message
+    key = re.match(r"\w+", message)
+    if key and key.group(0) in {f.name for f in dataclasses.fields(section_type)}:
+        return f"{section_name}.{message}"
+    return f"{section_name}: {message}"
+
+
+def _apply(config: Root, changes: list[tuple[str, str, Any]]) -> Root:
     """Apply all changes, each section at once, so a section validates its final values only
     (``scheduler.min_rate=0.12`` with ``scheduler.initial_rate=0.12`` is fine in either order)."""
     for section_name, values in _coerced_changes(config, changes).items():
+        section = getattr(config, section_name)
         try:
-            new_section = dataclasses.replace(getattr(config, section_name), **values)
+            new_section = dataclasses.replace(section, **values)
         except ValueError as error:  # a component's own validation
-            raise ConfigError(str(error)) from None
+            raise ConfigError(section_message(str(error), section_name, type(section))) from None
         config = dataclasses.replace(config, **{section_name: new_section})
-    config.check()
+    check = getattr(config, "check", None)
+    if check is not None:
+        check()
     return config
 
 
@@ -268,13 +309,18 @@ def _parse_overrides(overrides: list[str]) -> list[tuple[str, str, Any]]:
     return changes
 
 
-def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply ``section.key=value`` strings (later ones win; each section is validated once, at the end)."""
+def apply_overrides(config: Root, overrides: list[str]) -> Root:
+    """Apply ``section.key=value`` strings to a :class:`RunConfig` (or another root of sections);
+    later ones win, and each section is validated once, at the end."""
     return _apply(config, _parse_overrides(overrides))
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults, then the TOML file at ``path`` (if any), then ``overrides``."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, root: type = RunConfig) -> Any:
+    """Defaults, then the TOML file at ``path`` (if any), then ``overrides``.
+
+    ``root`` is the dataclass whose fields are the sections (a :class:`RunConfig` by default;
+    the offline-training commands pass theirs); the result is an instance of it.
+    """
     changes: list[tuple[str, str, Any]] = []
     if path is not None:
         path = Path(path)
@@ -288,4 +334,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             if not isinstance(values, dict):
                 raise ConfigError(f"config file {path}: {section_name!r} must be a [section] table")
             changes.extend((section_name, key, raw) for key, raw in values.items())
-    return _apply(RunConfig(), changes + _parse_overrides(overrides or []))
+    return _apply(root(), changes + _parse_overrides(overrides or []))

@@ -26,7 +26,7 @@ import numpy as np
 
 from learners.records import LearnerOutput
 from perception.evaluator import EvaluatorConfig, StreamingEvaluator
-from perception.labels import CAMVID_CLASS_NAMES, CITYSCAPES_TO_CAMVID
+from perception.labels import CAMVID_CLASS_NAMES, canonical_to_camvid
 from stream.frame import GroundTruth
 from stream.machine import peak_rss_mb
 
@@ -40,8 +40,7 @@ class EvalMapper:
             self.table = None
             self.config = base
         elif label_map == "camvid":
-            self.table = np.full(256, 255, np.uint8)
-            self.table[: len(CITYSCAPES_TO_CAMVID)] = CITYSCAPES_TO_CAMVID
+            self.table = canonical_to_camvid().table  # (256,) a teacher's "no label" stays ignored
             self.config = EvaluatorConfig(num_classes=len(CAMVID_CLASS_NAMES), ignore_index=base.ignore_index, window=base.window)
         else:
             raise ValueError(f"unknown label map {label_map!r} for evaluation (choose canonical or camvid)")

@@ -12,8 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from learners.records import Observation
-
-IGNORE_INDEX = 255  # label value for "no ground truth here"
+from perception.labels import IGNORE_INDEX  # noqa: F401  label value for "no ground truth here"
 
 
 @dataclass(frozen=True)

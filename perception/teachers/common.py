@@ -4,8 +4,9 @@
   names the first tensor that does not fit (:func:`load_state_strict`).
 - Preprocessing: validate a (B, H, W, 3) uint8 batch, turn it into a (B, 3, H, W) float
   tensor in [0, 1], resize tensors, round sizes to what a network needs.
-- Small policy helpers: torch device / dtype from config strings, the bounded size at which
-  a teacher ships its logits, and MACs counted on a meta-device copy (no real compute).
+- Small policy helpers: torch dtype from config strings and the bounded size at which a
+  teacher ships its logits (devices: :mod:`perception.device`; MACs:
+  :func:`perception.nets.count_macs`).
 
 Example:
     >>> import torch
@@ -188,51 +189,8 @@ def bounded_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> cuda when available else cpu; other strings as torch understands them."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device {device!r} is not a torch device string: {err}") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
-    return resolved
-
-
 def resolve_dtype(dtype: str) -> torch.dtype:
     """``"float32"`` | ``"float16"`` | ``"bfloat16"`` -> the torch dtype."""
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     return _DTYPES[dtype]
-
-
-def count_macs(module: nn.Module, height: int, width: int) -> int:
-    """Multiply-accumulates of convolutions and linear layers for one (1, 3, H, W) input.
-
-    Runs the forward pass on a meta-device copy of ``module`` with hooks, so it costs no
-    real arithmetic and works for any module whose forward shapes follow the input.
-    """
-    import copy
-
-    meta = copy.deepcopy(module).to(device="meta", dtype=torch.float32).eval()
-    total = 0
-
-    def conv_hook(layer: nn.Conv2d, _inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        per_output = layer.kernel_size[0] * layer.kernel_size[1] * (layer.in_channels // layer.groups)
-        total += int(output[0].numel()) * per_output
-
-    def linear_hook(layer: nn.Linear, _inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        total += int(output[0].numel()) * layer.in_features
-
-    for layer in meta.modules():
-        if isinstance(layer, nn.Conv2d):
-            layer.register_forward_hook(conv_hook)
-        elif isinstance(layer, nn.Linear):
-            layer.register_forward_hook(linear_hook)
-    with torch.no_grad():
-        meta(torch.zeros(1, 3, height, width, device="meta"))
-    return total

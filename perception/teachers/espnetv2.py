@@ -50,7 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from perception.device import resolve_device
 from perception.labels import IGNORE_INDEX, NUM_CLASSES
+from perception.nets import count_macs
 from perception.teacher import TeacherOutput
 from perception.teachers.common import (
     IMAGENET_MEAN,
@@ -58,12 +60,10 @@ from perception.teachers.common import (
     CheckpointMismatchError,
     bounded_size,
     check_images,
-    count_macs,
     images_to_tensor,
     load_safetensors,
     load_state_strict,
     resize,
-    resolve_device,
     resolve_dtype,
     round_to_multiple,
 )
@@ -524,7 +524,7 @@ class ESPNetv2Teacher:
 
     def __init__(self, config: ESPNetv2Config = ESPNetv2Config()) -> None:
         self.config = config
-        self._device = resolve_device(config.device)
+        self._device = resolve_device(config.device, setting="ESPNetv2Config.device")
         self._dtype = resolve_dtype(config.dtype)
         net = load_espnetv2(config.weights, config.width)
         net.requires_grad_(False)

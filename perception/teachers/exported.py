@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from perception.labels import NUM_CLASSES
+from perception.device import DeviceError, resolve_device
+from perception.labels import IGNORE_INDEX, NUM_CLASSES
 from perception.teacher import TeacherOutput
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def logits_to_output(logits: torch.Tensor, height: int, width: int, logits_strid
     if logits.shape[-2:] != (height, width):
         logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)  # (B, C, H, W)
     labels = logits.argmax(1)  # (B, H, W)
-    labels[labels == NUM_CLASSES] = 255  # a background channel means "no label"
+    labels[labels == NUM_CLASSES] = IGNORE_INDEX  # a background channel means "no label"
     canonical = logits[:, :NUM_CLASSES]  # (B, 19, H, W)
     if logits_stride > 1:
         canonical = F.avg_pool2d(canonical, logits_stride)  # (B, 19, H/s, W/s)
@@ -61,12 +62,10 @@ class TorchScriptTeacher:
     """A TorchScript module as a teacher (loaded with ``torch.jit.load``, no pickle)."""
 
     def __init__(self, path: str | Path, device: str = "auto", logits_stride: int = 4):
-        from perception.teachers.sim import pick_device
-
         self.path = Path(path)
         if not self.path.is_file():
             raise ExportedTeacherError(f"{self.path}: TorchScript file not found")
-        self.device = pick_device(device)
+        self.device = str(resolve_device(device, setting="teacher.device"))
         try:
             self.model = torch.jit.load(str(self.path), map_location=self.device).eval()
         except Exception as error:
@@ -76,13 +75,8 @@ class TorchScriptTeacher:
         self.logits_stride = logits_stride
 
     def macs(self, height: int, width: int) -> int:
-        """TorchScript graphs are not hooked: counted from the convolution weights on a traced run."""
-        from perception.nets import count_macs
-
-        try:
-            return count_macs(self.model, height, width)
-        except Exception:  # scripted modules may not expose hooks
-            return -1
+        """Not counted (-1): a TorchScript module takes no forward hooks, which the counter needs."""
+        return -1
 
     @torch.inference_mode()
     def label(self, images: np.ndarray) -> TeacherOutput:
@@ -100,8 +94,13 @@ class OnnxTeacher:
         self.path = Path(path)
         if not self.path.is_file():
             raise ExportedTeacherError(f"{self.path}: ONNX file not found")
+        if device not in ("auto", "cpu", "cuda"):
+            raise DeviceError(f"teacher.device: an ONNX teacher runs on auto, cpu or cuda, got {device!r}")
+        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        if device == "cuda" and not has_cuda:
+            raise DeviceError("teacher.device: 'cuda' asked for, but onnxruntime has no CUDA provider here (use auto or cpu)")
         providers = ["CPUExecutionProvider"]
-        if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        if device in ("auto", "cuda") and has_cuda:
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = ort.InferenceSession(str(self.path), providers=providers)

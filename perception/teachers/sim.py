@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from perception.argmax import class_labels
+from perception.device import resolve_device
 from perception.nets import TEACHER_CONFIG, SegNet, SegNetConfig, count_macs, count_params
 from perception.teacher import TeacherOutput
 from perception.weights import WEIGHTS_DIR, load_weights
@@ -21,15 +22,6 @@ from perception.weights import WEIGHTS_DIR, load_weights
 log = logging.getLogger(__name__)
 
 SIM_TEACHER_WEIGHTS = WEIGHTS_DIR / "sim_teacher.safetensors"
-
-
-def pick_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when a GPU is present, else ``"cpu"``; anything else as given."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"teacher device {device!r} asked for, but no CUDA GPU is available")
-    return device
 
 
 class SegNetTeacher:
@@ -52,7 +44,7 @@ class SegNetTeacher:
         name: str = "sim",
     ):
         self.name = name
-        self.device = pick_device(device)
+        self.device = str(resolve_device(device, setting="teacher.device"))
         self.model = SegNet(net)
         if weights is not None:
             load_weights(self.model, weights)

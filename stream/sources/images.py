@@ -11,7 +11,7 @@ Labels, two modes:
     - ``label_map=None`` (default): the label files' values are kept as they are, so a CamVid
       folder yields CamVid ids 0..11 (11 = void). Pass ``label_map="camvid-raw"`` to keep
       CamVid ids with void turned into 255 (what evaluation in CamVid's label set wants).
-    - ``label_map="camvid"`` (or any name in :data:`stream.sources.labelmaps.LABEL_MAPS`, or a
+    - ``label_map="camvid"`` (or any name in :data:`perception.labels.LABEL_MAPS`, or a
       :class:`~perception.labels.LabelMap`): labels are mapped into the canonical space
       (Cityscapes trainIds, 255 = ignore).
 
@@ -274,7 +274,7 @@ class ImageFolderConfig:
     fps: float = 10.0  # timestamps = index / fps when there is no timestamps file
     timestamps: str | None = None  # timestamps file; None: DIR/timestamps.txt when it exists
     labels: str | bool | None = None  # label folder (by stem); None: sibling labels/ of a frames/ DIR; False: none
-    label_map: str | LabelMap | None = None  # None: keep label values; a name in labelmaps.LABEL_MAPS
+    label_map: str | LabelMap | None = None  # None: keep label values; a name in perception.labels.LABEL_MAPS
     resize: tuple[int, int] | None = None  # (width, height) for every frame; None: sizes must agree
     on_backwards: str = "error"  # timestamps going backwards: "error" | "clamp" | "skip"
     name: str | None = None  # the log's name (source_id, meta["domain"]); None: from the path

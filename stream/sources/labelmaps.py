@@ -1,16 +1,8 @@
-"""Named label maps from recorded logs' label sets into the canonical space.
+"""``label_map=`` options of the log sources, resolved to a :class:`~perception.labels.LabelMap`.
 
-A log's label files hold the ids of the data set they come from; a
-:class:`~perception.labels.LabelMap` turns them into the canonical space (the 19 Cityscapes
-trainIds, 255 = ignore). The names here are what ``label_map=`` options accept:
-
-- ``"camvid"``: CamVid's 11 classes (0..10 = Sky, Building, Pole, Road, Pavement, Tree,
-  SignSymbol, Fence, Car, Pedestrian, Bicyclist; 11 = void) -> canonical trainIds.
-- ``"camvid-raw"``: CamVid ids kept as they are (0..10), void (11) and anything else -> 255.
-  This is the map to use when a run is evaluated in CamVid's own label set (the teacher's
-  canonical output mapped with :data:`perception.labels.CITYSCAPES_TO_CAMVID`).
-- ``"cityscapes-ids"``: Cityscapes ``labelIds`` (0..33) -> trainIds.
-- ``"identity"``: canonical trainIds kept (0..18), anything else -> 255.
+The maps themselves live with the label spaces, in :mod:`perception.labels`
+(:data:`~perception.labels.LABEL_MAPS`); this turns an option's value into one, with the
+sources' error type.
 
 Example:
     >>> import numpy as np
@@ -21,41 +13,12 @@ Example:
 """
 from __future__ import annotations
 
-from perception.labels import CLASS_ID, NUM_CLASSES, LabelMap
+from perception.labels import LabelMap, LabelMapError, label_map_named
 from stream.sources.base import SourceError
-
-# CamVid class index -> canonical trainId (void = 11 is left out, so it maps to 255).
-CAMVID_TO_CANONICAL: dict[int, int] = {
-    0: CLASS_ID["sky"],  # Sky
-    1: CLASS_ID["building"],  # Building
-    2: CLASS_ID["pole"],  # Pole
-    3: CLASS_ID["road"],  # Road
-    4: CLASS_ID["sidewalk"],  # Pavement
-    5: CLASS_ID["vegetation"],  # Tree
-    6: CLASS_ID["traffic_sign"],  # SignSymbol
-    7: CLASS_ID["fence"],  # Fence
-    8: CLASS_ID["car"],  # Car
-    9: CLASS_ID["person"],  # Pedestrian
-    10: CLASS_ID["bicycle"],  # Bicyclist
-}
-CAMVID_VOID = 11
-
-# Cityscapes labelId -> trainId (every labelId not listed is ignored in evaluation).
-CITYSCAPES_LABELID_TO_TRAINID: dict[int, int] = {
-    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
-    25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
-}
-
-CAMVID = LabelMap.from_pairs("camvid", CAMVID_TO_CANONICAL)
-CAMVID_RAW = LabelMap.from_pairs("camvid-raw", {i: i for i in range(CAMVID_VOID)})
-CITYSCAPES_IDS = LabelMap.from_pairs("cityscapes-ids", CITYSCAPES_LABELID_TO_TRAINID)
-IDENTITY = LabelMap.identity(NUM_CLASSES)
-
-LABEL_MAPS: dict[str, LabelMap] = {m.name: m for m in (CAMVID, CAMVID_RAW, CITYSCAPES_IDS, IDENTITY)}
 
 
 def get_label_map(spec: str | LabelMap | None) -> LabelMap | None:
-    """Resolve a ``label_map`` option: a name from :data:`LABEL_MAPS`, a LabelMap, or None.
+    """Resolve a ``label_map`` option: a name from :data:`perception.labels.LABEL_MAPS`, a LabelMap, or None.
 
     None means "keep the label files' values as they are" and is returned unchanged.
 
@@ -66,8 +29,7 @@ def get_label_map(spec: str | LabelMap | None) -> LabelMap | None:
         return spec
     if isinstance(spec, str):
         try:
-            return LABEL_MAPS[spec]
-        except KeyError:
-            known = ", ".join(sorted(LABEL_MAPS))
-            raise SourceError(f"unknown label map {spec!r}; known label maps: {known}") from None
+            return label_map_named(spec)
+        except LabelMapError as error:
+            raise SourceError(str(error)) from None
     raise SourceError(f"label_map must be a name, a LabelMap or None, got {type(spec).__name__}")

@@ -52,7 +52,7 @@ class VideoConfig:
     on_backwards: str = "error"  # timestamps going backwards: "error" | "clamp" | "skip"
     name: str | None = None  # the log's name (source_id, meta["domain"]); None: the file name
     labels: str | None = None  # a folder of label images: the i-th (natural order) labels the i-th frame
-    label_map: str | None = None  # None keeps label values; a name in labelmaps.LABEL_MAPS maps them
+    label_map: str | None = None  # None keeps label values; a name in perception.labels.LABEL_MAPS maps them
     threads: int = -1  # decoder threads: -1 = one per core plus one (the decoder keeps working while
     # the reading thread converts colours: ~8% more frames/s than OpenCV's default on 2 cores), 0 = OpenCV's default
 

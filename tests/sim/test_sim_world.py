@@ -284,3 +284,14 @@ def test_towns_differ_in_palette_and_layout():
     new_share, new_colour = stats("newtown")
     assert new_share[R.TERRAIN] > 2 * old_share[R.TERRAIN]  # verges, medians, lawns
     assert old_colour[0] - old_colour[2] > new_colour[0] - new_colour[2] + 15  # red-brown vs white/glass
+
+
+def test_the_sims_class_ids_are_the_canonical_label_spaces():
+    # sim/ stays free of perception (the floor plan), so it keeps its own ids; they must agree
+    from perception.labels import CLASS_ID
+    from sim import render
+
+    for name, index in CLASS_ID.items():
+        if hasattr(render, name.upper()):
+            assert getattr(render, name.upper()) == index, name
+    assert {n for n in CLASS_ID if hasattr(render, n.upper())} >= {"road", "sidewalk", "building", "sky", "person", "car"}

@@ -39,6 +39,27 @@ def test_overrides_are_type_checked_and_named():
         apply_overrides(RunConfig(), ["seed"])
 
 
+@pytest.mark.parametrize("override, message", [
+    ("distill.alpha=2", r"^distill\.alpha must be in \[0, 1\], got 2\.0$"),
+    ("distill.temperature=0", r"^distill\.temperature must be > 0"),
+    ("online.ema=1", r"^online\.ema must be in \[0, 1\)"),
+    ("online.lr=0", r"^online\.lr must be > 0"),
+    ("online.batch_size=0", r"^online\.batch_size must be >= 1, got 0$"),
+    ("learner.teacher_latency=-1", r"^learner\.teacher_latency must be >= 0"),
+    ("scheduler.up=0.5", r"^scheduler\.up must be >= 1, got 0\.5$"),
+    ("drift.cooldown=-1", r"^drift\.cooldown must be >= 0"),
+    ("replay.capacity=0", r"^replay\.capacity must be >= 1"),
+    ("evaluator.window=0", r"^evaluator\.window must be a positive int"),
+    ("sim.fov=0", r"^sim\.fov must be a number in"),
+    ("sim.town=atlantis", r"^sim\.town: unknown town 'atlantis'"),
+    ("student.net=huge", r"^student\.net: unknown student net 'huge'"),
+    ("run.transport=tcp", r"^run\.transport: unknown transport 'tcp'"),
+])
+def test_a_components_own_check_names_its_section_and_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(RunConfig(), [override])
+
+
 def test_a_section_is_validated_on_its_final_values():
     # min_rate above the default initial_rate is fine once initial_rate follows, in either order
     for order in (["scheduler.min_rate=0.12", "scheduler.initial_rate=0.12"],
@@ -47,7 +68,7 @@ def test_a_section_is_validated_on_its_final_values():
         assert (cfg.scheduler.min_rate, cfg.scheduler.initial_rate) == (0.12, 0.12)
     cfg = apply_overrides(RunConfig(), ["run.seed=1", "run.seed=2"])
     assert cfg.run.seed == 2  # the later override wins
-    with pytest.raises(ConfigError, match="min_rate <= initial_rate"):
+    with pytest.raises(ConfigError, match=r"^scheduler\.min_rate, initial_rate and max_rate need 0 < min_rate <= initial_rate"):
         apply_overrides(RunConfig(), ["scheduler.min_rate=0.12"])
 
 

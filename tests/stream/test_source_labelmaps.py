@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.labels import CITYSCAPES_TO_CAMVID, CLASS_ID, IGNORE_INDEX, LabelMap
+from perception.labels import CITYSCAPES_TO_CAMVID, CLASS_ID, IGNORE_INDEX, LABEL_MAPS, LabelMap
 from stream.sources.base import SourceError
-from stream.sources.labelmaps import LABEL_MAPS, get_label_map
+from stream.sources.labelmaps import get_label_map
 
 
 def test_camvid_map_matches_the_stated_table():
@@ -49,3 +49,11 @@ def test_none_and_labelmap_pass_through_and_unknown_names_are_listed():
     with pytest.raises(SourceError, match="got int"):
         get_label_map(3)  # type: ignore[arg-type]
     assert set(LABEL_MAPS) == {"camvid", "camvid-raw", "cityscapes-ids", "identity"}
+
+
+def test_canonical_predictions_map_to_camvid_with_the_unlabelled_as_asked():
+    from perception.labels import CAMVID_VOID, canonical_to_camvid
+
+    predictions = np.array(list(range(19)) + [IGNORE_INDEX], np.uint8)  # the 19 trainIds and "no label"
+    assert canonical_to_camvid()(predictions).tolist() == CITYSCAPES_TO_CAMVID.tolist() + [IGNORE_INDEX]
+    assert canonical_to_camvid(CAMVID_VOID)(predictions).tolist() == CITYSCAPES_TO_CAMVID.tolist() + [CAMVID_VOID]

@@ -1,9 +1,23 @@
-"""Offline training behind ``odistill train-teacher`` and ``odistill train-student``.
+"""Offline training behind ``odistill train-teacher``, ``train-student`` and ``eval-teacher``.
 
 Both are seeded and reproducible on one machine (bit-exact on the CPU; on a GPU up to
 cuDNN's non-determinism). The teacher learns from the simulator's ground truth on every
 domain; the starting student is distilled from a teacher on one kind of footage only
 (by default clear-day frames of one sim town), so that every other domain is new to it.
+
+These commands sit on the ``stream`` floor: they read frames from sources (the sim, a log)
+and train with the learners' distillation loss. Their settings are config sections like a
+run's (``teacher_training``, ``student_training``), loaded by :func:`stream.config.load_config`
+from a TOML file and ``--set section.key=value`` overrides, checked by the same code with the
+same messages.
+
+Example:
+    >>> student_training_config(overrides=["student_training.steps=10", "alpha=0.25"]).steps
+    10
+    >>> student_training_config(overrides=["alpha=2"])
+    Traceback (most recent call last):
+    ...
+    stream.config.ConfigError: student_training.alpha must be in [0, 1], got 2.0
 """
 from __future__ import annotations
 
@@ -11,7 +25,7 @@ import dataclasses
 import logging
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +33,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from learners.losses import DistillationConfig, DistillationLoss
+from learners.configs import DistillationConfig
+from learners.losses import DistillationLoss
+from perception.device import resolve_device
+from perception.labels import IGNORE_INDEX
 from perception.nets import TEACHER_CONFIG, SegNet, count_macs, count_params
 from perception.student_nets import STUDENT_NETS, build_student_net
 from perception.weights import WEIGHTS_DIR, save_weights
+from perception.evaluator import StreamingEvaluator
+from perception.teachers import open_teacher
+from perception.teachers.sim import SegNetTeacher
+from sim.world import SimConfig
+from stream.config import RunConfig, apply_overrides, load_config
+from stream.sources import open_source
+from stream.sources.sim import SimSource
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +55,8 @@ EVAL_SEED_BASE = 10_000  # world seeds at or above this are never used for train
 
 @dataclass(frozen=True)
 class TeacherTrainingConfig:
+    """The ``teacher_training`` section (``odistill train-teacher``)."""
+
     steps: int = 6000  # optimiser steps
     batch_size: int = 32
     lr: float = 3e-3  # AdamW peak learning rate (one-cycle schedule)
@@ -41,9 +67,21 @@ class TeacherTrainingConfig:
     workers: int = 0  # render processes (0 = cpu count)
     eval_frames: int = 1200  # frames of held-out worlds scored at the end
 
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size", "worlds", "frames_per_world"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("workers", "eval_frames"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
 
 @dataclass(frozen=True)
 class StudentTrainingConfig:
+    """The ``student_training`` section (``odistill train-student``)."""
+
     steps: int = 6000
     batch_size: int = 16
     lr: float = 3e-3
@@ -59,38 +97,59 @@ class StudentTrainingConfig:
     def __post_init__(self) -> None:
         if self.net not in STUDENT_NETS:
             raise ValueError(f"net: unknown student net {self.net!r} (choose one of: {', '.join(sorted(STUDENT_NETS))})")
+        for key in ("steps", "batch_size", "frames", "worlds"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        self.distillation()  # alpha and temperature are checked where they are used, with its messages
+
+    def distillation(self) -> DistillationConfig:
+        """The distillation loss's settings."""
+        return DistillationConfig(alpha=self.alpha, temperature=self.temperature, class_balance=self.class_balance)
 
 
-def _override(config: Any, overrides: list[str] | None) -> Any:
-    from stream.config import ConfigError, _coerce
+@dataclass(frozen=True)
+class TeacherTrainingSettings:
+    """Root of ``train-teacher``'s config: its one section, as :class:`stream.config.RunConfig` is a run's."""
 
-    import typing
+    teacher_training: TeacherTrainingConfig = field(default_factory=TeacherTrainingConfig)
 
-    hints = typing.get_type_hints(type(config))
+
+@dataclass(frozen=True)
+class StudentTrainingSettings:
+    """Root of ``train-student``'s config."""
+
+    student_training: StudentTrainingConfig = field(default_factory=StudentTrainingConfig)
+
+
+def _in_section(section: str, overrides: list[str] | None) -> list[str]:
+    """``key=value`` (the short form) -> ``section.key=value``; dotted overrides pass as they are."""
+    out = []
     for item in overrides or []:
-        key, _, raw = item.partition("=")
-        if key not in hints:
-            raise ConfigError(f"unknown training key {key!r} (keys: {', '.join(sorted(hints))})")
-        try:
-            config = dataclasses.replace(config, **{key: _coerce(key, hints[key], raw)})
-        except ValueError as error:  # a config's own validation
-            if isinstance(error, ConfigError):
-                raise
-            raise ConfigError(str(error)) from None
-    return config
+        key, sep, _ = item.partition("=")
+        out.append(f"{section}.{item.strip()}" if sep and "." not in key else item)
+    return out
 
 
-def _device(device: str) -> torch.device:
-    from perception.teachers.sim import pick_device
+def teacher_training_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TeacherTrainingConfig:
+    """Defaults, then the ``[teacher_training]`` table of the TOML file at ``path``, then
+    ``teacher_training.key=value`` (or ``key=value``) overrides."""
+    settings = load_config(path, _in_section("teacher_training", overrides), root=TeacherTrainingSettings)
+    return settings.teacher_training
 
-    return torch.device(pick_device(device))
+
+def student_training_config(path: str | Path | None = None, overrides: list[str] | None = None) -> StudentTrainingConfig:
+    """Defaults, then the ``[student_training]`` table of the TOML file at ``path``, then
+    ``student_training.key=value`` (or ``key=value``) overrides."""
+    settings = load_config(path, _in_section("student_training", overrides), root=StudentTrainingSettings)
+    return settings.student_training
 
 
 def _render_world(args: tuple[int, int, str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     seed, frames, schedule = args
-    from sim.world import SimConfig
-    from stream.sources.sim import SimSource
-
     images, labels, domains = [], [], []
     with_source = SimSource(SimConfig(), seed=seed, frames=frames, schedule=schedule)
     for frame in with_source:
@@ -145,14 +204,12 @@ def _to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
 
 
-def train_teacher(out: str | Path | None = None, steps: int | None = None, seed: int = 0, device: str = "auto",
-                  overrides: list[str] | None = None) -> dict[str, Any]:
+def train_teacher(config: TeacherTrainingConfig | None = None, out: str | Path | None = None, seed: int = 0,
+                  device: str = "auto") -> dict[str, Any]:
     """Train the sim teacher on ground truth from every domain; write safetensors; score held-out worlds."""
-    config = _override(TeacherTrainingConfig(), overrides)
-    if steps is not None:
-        config = dataclasses.replace(config, steps=steps)
+    config = config or TeacherTrainingConfig()
     out = Path(out) if out else WEIGHTS_DIR / "sim_teacher.safetensors"
-    dev = _device(device)
+    dev = resolve_device(device, setting="--device")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rng = np.random.default_rng(seed)
@@ -170,13 +227,13 @@ def train_teacher(out: str | Path | None = None, steps: int | None = None, seed:
         x = _to_input(images[idx], dev)  # (B, 3, H, W)
         y = torch.from_numpy(labels[idx]).to(dev).long()  # (B, H, W)
         x, y, _ = _augment(x, y, None, rng)
-        loss = F.cross_entropy(model(x), y, ignore_index=255)
+        loss = F.cross_entropy(model(x), y, ignore_index=IGNORE_INDEX)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
         if step % 500 == 0 or step == config.steps - 1:
-            log.info("teacher step %d/%d loss %.4f (%.1f s)", step, config.steps, float(loss), time.perf_counter() - t1)
+            log.info("teacher step %d/%d loss %.4f (%.1f s)", step, config.steps, float(loss.detach()), time.perf_counter() - t1)
     train_s = time.perf_counter() - t1
     model.eval()
     meta = {"seed": str(seed), "steps": str(config.steps), "config": str(dataclasses.asdict(config))}
@@ -185,8 +242,6 @@ def train_teacher(out: str | Path | None = None, steps: int | None = None, seed:
     result = {"weights": str(out), "params": count_params(model), "macs": count_macs(model, 128, 256),
               "train_s": round(train_s, 1), "device": str(dev)}
     if config.eval_frames:
-        from perception.teachers.sim import SegNetTeacher
-
         teacher = SegNetTeacher(out, device=str(dev))
         result["eval"] = evaluate_on_sim(teacher, frames=config.eval_frames, seed=EVAL_SEED_BASE, schedule="all")
     return result
@@ -208,9 +263,6 @@ def _collect_frames(source: str, config: StudentTrainingConfig, seed: int) -> li
         seeds = [EVAL_SEED_BASE * 2 + seed * 1000 + i for i in range(config.worlds)]  # disjoint from teacher training and evaluation
         images, _, _ = render_dataset(seeds, per_world, arg or "clear", config.workers)
         return list(images)
-    from stream.config import RunConfig, apply_overrides
-    from stream.sources import open_source
-
     run = apply_overrides(RunConfig(), [f"run.frames={config.frames}"])
     frames = []
     src = open_source(source, run)
@@ -224,17 +276,13 @@ def _collect_frames(source: str, config: StudentTrainingConfig, seed: int) -> li
     return frames
 
 
-def train_student(out: str | Path | None = None, teacher: str = "sim", source: str = "sim:clear", steps: int | None = None,
-                  seed: int = 0, device: str = "auto", overrides: list[str] | None = None,
+def train_student(config: StudentTrainingConfig | None = None, out: str | Path | None = None, teacher: str = "sim",
+                  source: str = "sim:clear", seed: int = 0, device: str = "auto",
                   input_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """Distil the starting student offline from ``teacher`` on frames of ``source`` only."""
-    from perception.teachers import open_teacher
-
-    config = _override(StudentTrainingConfig(), overrides)
-    if steps is not None:
-        config = dataclasses.replace(config, steps=steps)
+    config = config or StudentTrainingConfig()
     out = Path(out) if out else WEIGHTS_DIR / "student_clear_oldtown.safetensors"
-    dev = _device(device)
+    dev = resolve_device(device, setting="--device")
     rng = np.random.default_rng(seed)
     frames = _collect_frames(source, config, seed)
     if input_size is not None:
@@ -249,8 +297,7 @@ def train_student(out: str | Path | None = None, teacher: str = "sim", source: s
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         model = build_student_net(config.net).to(dev)
-    loss_fn = DistillationLoss(DistillationConfig(alpha=config.alpha, temperature=config.temperature,
-                                                  class_balance=config.class_balance))
+    loss_fn = DistillationLoss(config.distillation())
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
     model.train()
@@ -277,13 +324,7 @@ def train_student(out: str | Path | None = None, teacher: str = "sim", source: s
 def evaluate_on_sim(teacher: Any, frames: int = 1200, seed: int = EVAL_SEED_BASE, schedule: str = "all",
                     device: str = "auto", batch: int = 16) -> dict[str, Any]:
     """Per-domain mIoU and pixel accuracy of a teacher (object or spec) against sim ground truth."""
-    from perception.evaluator import StreamingEvaluator
-    from sim.world import SimConfig
-    from stream.sources.sim import SimSource
-
     if isinstance(teacher, str):
-        from perception.teachers import open_teacher
-
         teacher = open_teacher(teacher, device=device)
     evaluator = StreamingEvaluator()
     source = SimSource(SimConfig(), seed=seed, frames=frames, schedule=schedule)
