@@ -73,5 +73,30 @@ class FrameEvaluator:
                 windows.append(window)
         return windows
 
+    def finish(self) -> list[dict[str, Any]]:
+        """Close the last, partial window at the end of a run (a log shorter than
+        ``evaluator.window``, or the frames after the last full window); ``[]`` when it is
+        empty. Stamped as :meth:`update`'s windows are, plus ``partial: True``.
+
+        Example:
+            >>> from learners.records import EvalRecord
+            >>> evaluator = FrameEvaluator(EvaluatorConfig(window=10))
+            >>> labels = np.zeros((4, 4), np.uint8)
+            >>> evaluator.update([EvalRecord(i, "clear", labels, labels, None) for i in range(3)])
+            []
+            >>> [(w["frames"], w["frame_end"], w["domain"], w["partial"]) for w in evaluator.finish()]
+            [(3, 3, 'clear', True)]
+            >>> evaluator.finish()
+            []
+        """
+        window = self.evaluator.window_metrics(final=True)
+        if window is None:
+            return []
+        window["frame_end"] = self.last_index + 1
+        window["domain"] = self.evaluator.last_domain
+        window["teacher_rate"] = window["teacher_frames"] / max(1, window["frames"])
+        window["partial"] = True
+        return [window]
+
     def summary(self) -> dict[str, Any]:
         return self.evaluator.summary()
