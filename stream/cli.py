@@ -17,9 +17,14 @@ log = logging.getLogger("odistill")
 
 
 def _run_parser(sub: Any) -> None:
+    from perception.teachers import teacher_usage
+    from stream.sources import source_usage
+    from stream.sources.labelmaps import LABEL_MAPS
+
     p = sub.add_parser("run", help="run online distillation on a stream (default: the simulator tour)")
-    p.add_argument("--source", help="sim:tour | sim:SCHEDULE | video:PATH | images:DIR | kitti:DIR | rosbag:PATH#TOPIC")
-    p.add_argument("--teacher", help="sim | espnetv2:PATH | segnet:PATH")
+    p.add_argument("--source", help=f"{source_usage()}; log options as ?key=value&..., e.g. "
+                                    f"?label_map=NAME ({', '.join(sorted(LABEL_MAPS))}) (default sim:tour)")
+    p.add_argument("--teacher", help=f"{teacher_usage()} (default sim)")
     p.add_argument("--frames", type=int, help="frames to process")
     p.add_argument("--seed", type=int, help="seed of everything stochastic")
     p.add_argument("--runner", choices=["local", "ray"], help="in-process (local) or Ray actors")

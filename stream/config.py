@@ -39,7 +39,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    spec: str = "sim"  # sim | espnetv2:PATH | torchscript:PATH | onnx:PATH
+    spec: str = "sim"  # sim | segnet:PATH | espnetv2:PATH | torchscript:PATH | onnx:PATH
     device: str = "auto"  # auto = cuda when present, else cpu
     logits_stride: int = 4  # teacher logits are shipped at 1/stride of the frame size
 
@@ -59,7 +59,7 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class RunSection:
-    source: str = "sim:tour"  # sim:SCHEDULE | video:PATH | images:DIR | kitti:DIR | rosbag:PATH#TOPIC
+    source: str = "sim:tour"  # sim:SCHEDULE | video:PATH | images:DIR | kitti:DIR | rosbag:PATH#TOPIC | logs:DIR
     frames: int = 3600  # frames to process (a log ends earlier when it runs out)
     seed: int = 0
     runner: str = "local"  # local | ray

@@ -1,6 +1,7 @@
 """Teacher plug-ins, chosen by a spec string (``--teacher``).
 
-``sim`` — the shipped simulator teacher; ``segnet:PATH`` — any SegNet teacher checkpoint;
+``sim`` — the shipped simulator teacher; ``segnet:PATH`` (or ``sim:PATH``) — any SegNet teacher
+checkpoint (the sim teacher's network with other weights);
 ``espnetv2:PATH`` — our ESPNetv2 on the pretrained Cityscapes weights; ``torchscript:PATH`` and
 ``onnx:PATH`` — exported models (see :mod:`perception.teachers.exported` for their contract).
 """
@@ -41,6 +42,18 @@ def _onnx(arg: str, device: str, logits_stride: int) -> Any:
 TEACHER_KINDS: dict[str, Callable[[str, str, int], Any]] = {
     "sim": _sim, "segnet": _sim, "espnetv2": _espnetv2, "torchscript": _torchscript, "onnx": _onnx,
 }
+PATH_OPTIONAL = frozenset({"sim"})  # kinds that work without a path (every other one needs KIND:PATH)
+
+
+def teacher_usage() -> str:
+    """One line naming every kind in :data:`TEACHER_KINDS`, for ``--help`` (read from the
+    registry, so a new kind shows up by itself).
+
+    Example:
+        >>> teacher_usage()
+        'sim | segnet:PATH | espnetv2:PATH | torchscript:PATH | onnx:PATH'
+    """
+    return " | ".join(kind if kind in PATH_OPTIONAL else f"{kind}:PATH" for kind in TEACHER_KINDS)
 
 
 def open_teacher(spec: str, device: str = "auto", logits_stride: int = 4) -> Any:
@@ -48,7 +61,7 @@ def open_teacher(spec: str, device: str = "auto", logits_stride: int = 4) -> Any
     kind, _, arg = spec.partition(":")
     if kind not in TEACHER_KINDS:
         raise TeacherSpecError(f"unknown teacher {spec!r} (kinds: {', '.join(sorted(TEACHER_KINDS))})")
-    if kind != "sim" and not arg:
+    if kind not in PATH_OPTIONAL and not arg:
         raise TeacherSpecError(f"teacher {spec!r}: give a path, e.g. {kind}:PATH")
     if arg and not Path(arg).is_file():
         raise TeacherSpecError(f"teacher {spec!r}: file {arg} not found")

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 
 from stream.sources.base import Source, SourceError
 
-__all__ = ["Source", "SourceError", "open_source", "parse_spec", "SOURCE_KINDS"]
+__all__ = ["Source", "SourceError", "open_source", "parse_spec", "source_usage", "SOURCE_KINDS"]
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -36,6 +36,7 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
 
 
 def _sim(arg: str, options: dict[str, str], config: Any) -> Source:
+    """sim:SCHEDULE"""
     from stream.sources.sim import SimSource
 
     if options:
@@ -44,24 +45,28 @@ def _sim(arg: str, options: dict[str, str], config: Any) -> Source:
 
 
 def _video(arg: str, options: dict[str, str], config: Any) -> Source:
+    """video:PATH"""
     from stream.sources.video import open_video
 
     return open_video(arg, **options)
 
 
 def _images(arg: str, options: dict[str, str], config: Any) -> Source:
+    """images:DIR"""
     from stream.sources.images import open_images
 
     return open_images(arg, **options)
 
 
 def _kitti(arg: str, options: dict[str, str], config: Any) -> Source:
+    """kitti:DIR"""
     from stream.sources.kitti import open_kitti
 
     return open_kitti(arg, **options)
 
 
 def _rosbag(arg: str, options: dict[str, str], config: Any) -> Source:
+    """rosbag:PATH#TOPIC"""
     from stream.sources.rosbag import open_rosbag, split_spec
 
     path, topic = split_spec(arg)
@@ -69,6 +74,7 @@ def _rosbag(arg: str, options: dict[str, str], config: Any) -> Source:
 
 
 def _logs(arg: str, options: dict[str, str], config: Any) -> Source:
+    """logs:DIR (or logs:A,B,...)"""
     from stream.sources.multi import open_log, open_many, detect_log
 
     if "," in arg:
@@ -85,6 +91,17 @@ def _logs(arg: str, options: dict[str, str], config: Any) -> Source:
 SOURCE_KINDS: dict[str, Callable[[str, dict[str, str], Any], Source]] = {
     "sim": _sim, "video": _video, "images": _images, "kitti": _kitti, "rosbag": _rosbag, "logs": _logs,
 }
+
+
+def source_usage() -> str:
+    """One line naming every kind in :data:`SOURCE_KINDS` and its argument, for ``--help``
+    (read from the registry, so a new kind shows up by itself).
+
+    Example:
+        >>> source_usage().split(" | ")[:2]
+        ['sim:SCHEDULE', 'video:PATH']
+    """
+    return " | ".join(((build.__doc__ or "").strip().splitlines() or [f"{kind}:PATH"])[0] for kind, build in SOURCE_KINDS.items())
 
 
 def open_source(spec: str, config: Any) -> Source:
