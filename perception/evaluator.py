@@ -379,6 +379,10 @@ class StreamingEvaluator:
         scope.add(cm, counts)
         self._last_domain = domain
 
+    def frame_counts(self) -> dict[str, int]:
+        """Overall ``frames``, ``gt_frames`` (with ground truth) and ``teacher_frames`` so far."""
+        return {name: int(n) for name, n in zip(_COUNTS, self._overall.counts)}
+
     def window_metrics(self, final: bool = False) -> dict[str, Any] | None:
         """The current window's metrics once ``window`` frames were seen (then reset), else None.
 

@@ -57,21 +57,27 @@ def colorize(label: np.ndarray) -> np.ndarray:
 class LabelMap:
     """A lookup table from one label set into another; unmapped values become 255.
 
+    ``space`` names the label set the map's output is in: ``"canonical"`` (the 19 trainIds)
+    for maps into the canonical space, or another set's name (``"camvid"`` for a map that
+    keeps CamVid ids), so a run can tell whether its ground truth and its evaluation label
+    set agree.
+
     Example:
         >>> m = LabelMap.from_pairs("demo", {0: 3, 1: 0})
-        >>> m(np.array([[0, 1, 7]], np.uint8)).tolist()
-        [[3, 0, 255]]
+        >>> m(np.array([[0, 1, 7]], np.uint8)).tolist(), m.space
+        ([[3, 0, 255]], 'canonical')
     """
 
     name: str
     table: np.ndarray  # (256,) uint8
+    space: str = "canonical"  # the label set of the output
 
     @classmethod
-    def from_pairs(cls, name: str, pairs: dict[int, int]) -> "LabelMap":
+    def from_pairs(cls, name: str, pairs: dict[int, int], space: str = "canonical") -> "LabelMap":
         table = np.full(256, IGNORE_INDEX, np.uint8)
         for source, target in pairs.items():
             table[int(source)] = int(target)
-        return cls(name, table)
+        return cls(name, table, space)
 
     @classmethod
     def identity(cls, num_classes: int = NUM_CLASSES) -> "LabelMap":

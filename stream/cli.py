@@ -32,7 +32,8 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("--config", help="a TOML file of [section] key = value")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
     p.add_argument("--realtime", action="store_true", help="pace a recorded log by its timestamps")
-    p.add_argument("--label-map", help="evaluate in another label set (camvid)")
+    p.add_argument("--label-map", help="evaluate in another label set: camvid (then the ground truth must be CamVid ids: "
+                                       "a source label_map=camvid-raw, or none); default the canonical set")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

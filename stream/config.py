@@ -96,6 +96,9 @@ class RunSection:
         return self.torch_threads if self.torch_threads > 0 else usable_cores()
 
     def __post_init__(self) -> None:
+        from stream.sources.labelmaps import evaluation_space
+
+        evaluation_space(self.label_map)  # ValueError naming run.label_map
         if self.transport not in ("auto", "ring", "object_store"):
             raise ValueError(f"run.transport: unknown transport {self.transport!r} (choose auto, ring or object_store)")
         if self.ring_slots < 0:
@@ -131,6 +134,8 @@ class RunConfig:
                 "slots, and a crashed learner's frames cannot be read again by the clock; use auto or object_store"
             )
 
+        check_label_maps(self)
+
     def least_ring_slots(self) -> int:
         """The frames the Ray runner may hold in ring slots at once: two windows of
         ``run.max_in_flight`` (in the learner, and read but not sent), the next read (half a
@@ -143,6 +148,62 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def check_label_maps(config: RunConfig) -> None:
+    """Refuse a source ``label_map`` option and a ``run.label_map`` that do not fit together.
+
+    Predictions are canonical and mapped into the evaluation label set (``run.label_map``);
+    the ground truth is taken as it is, so the source's ``label_map`` must give labels in
+    that same set: ``label_map=camvid`` (CamVid -> canonical) goes with an empty
+    ``run.label_map``, ``label_map=camvid-raw`` (CamVid ids kept) with ``run.label_map=camvid``.
+    Any other pair maps the labels twice and scores nonsense (a teacher mIoU near 0). Called
+    by :meth:`RunConfig.check` (so by :func:`load_config`), before a frame is read; a driver
+    handed a RunConfig built otherwise can call it itself.
+
+    Example:
+        >>> check_label_maps(RunConfig(run=RunSection(source="images:log/frames?label_map=camvid-raw", label_map="camvid")))
+        >>> check_label_maps(RunConfig(run=RunSection(source="images:log/frames?label_map=camvid", label_map="camvid")))
+        Traceback (most recent call last):
+        ...
+        stream.config.ConfigError: run.source 'images:log/frames?label_map=camvid' maps its labels into the canonical label set (label_map=camvid) but run.label_map=camvid evaluates in the camvid label set, which maps them a second time: every score would be nonsense. With run.label_map=camvid give the source label_map=camvid-raw (or no label_map); for the canonical label set leave run.label_map empty
+
+    Raises:
+        ConfigError: an unknown evaluation label set or source label map, or a pair that
+            does not fit (the message names both settings).
+    """
+    from stream.sources import parse_spec
+    from stream.sources.base import SourceError
+    from stream.sources.labelmaps import evaluation_space, get_label_map, maps_into
+
+    run = config.run
+    try:
+        wanted = evaluation_space(run.label_map)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    _, _, options = parse_spec(run.source)
+    name = options.get("label_map")
+    if not name:
+        return  # the label files' values as they are: only the runtime check can judge them
+    try:
+        label_map = get_label_map(name)
+    except SourceError as error:
+        raise ConfigError(f"run.source {run.source!r}: {error}") from None
+    if label_map.space == wanted:
+        return
+    if wanted == "canonical":
+        fix = (f"to evaluate in the {label_map.space} label set set run.label_map={label_map.space}; for the canonical "
+               f"label set give the source label_map={' or '.join(maps_into('canonical'))}")
+        what = "so they would be scored against canonical predictions as if they were canonical ids"
+    else:
+        fix = (f"with run.label_map={run.label_map} give the source label_map={' or '.join(maps_into(wanted))} "
+               f"(or no label_map); for the canonical label set leave run.label_map empty")
+        what = "which maps them a second time"
+    shown = f"run.label_map={run.label_map}" if run.label_map else "run.label_map='' (canonical)"
+    raise ConfigError(
+        f"run.source {run.source!r} maps its labels into the {label_map.space} label set (label_map={name}) but {shown} "
+        f"evaluates in the {wanted} label set, {what}: every score would be nonsense. {fix[0].upper()}{fix[1:]}"
+    )
 
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:

@@ -73,6 +73,18 @@ class FrameEvaluator:
                 windows.append(window)
         return windows
 
+    def check_labels(self, source: str = "") -> str | None:
+        """Once enough labelled frames were counted, a loud warning (logged, and returned that
+        one time) when the teacher agrees with the ground truth on almost no pixel: labels in
+        another label set than ``run.label_map`` says. ``source`` is ``run.source`` (named in
+        the warning). Cheap; call it after :meth:`update`. See :class:`stream.labelcheck.LabelGuard`.
+        """
+        from stream.labelcheck import LabelGuard
+
+        if not hasattr(self, "label_guard"):
+            self.label_guard = LabelGuard(self.mapper.name, source)
+        return self.label_guard.check(self.evaluator)
+
     def finish(self) -> list[dict[str, Any]]:
         """Close the last, partial window at the end of a run (a log shorter than
         ``evaluator.window``, or the frames after the last full window); ``[]`` when it is

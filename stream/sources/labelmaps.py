@@ -12,6 +12,12 @@ trainIds, 255 = ignore). The names here are what ``label_map=`` options accept:
 - ``"cityscapes-ids"``: Cityscapes ``labelIds`` (0..33) -> trainIds.
 - ``"identity"``: canonical trainIds kept (0..18), anything else -> 255.
 
+Each map knows the label set its output is in (:attr:`~perception.labels.LabelMap.space`);
+:data:`EVALUATION_SPACES` says which set a run's ground truth must be in for each
+``run.label_map``, so a source's ``label_map`` and ``run.label_map`` that do not fit together
+(e.g. ``label_map=camvid`` with ``run.label_map=camvid``: the labels would be mapped twice)
+are refused before a frame is read (:func:`stream.config.check_label_maps`).
+
 Example:
     >>> import numpy as np
     >>> get_label_map("camvid")(np.array([[3, 8, 11]], np.uint8)).tolist()
@@ -47,11 +53,43 @@ CITYSCAPES_LABELID_TO_TRAINID: dict[int, int] = {
 }
 
 CAMVID = LabelMap.from_pairs("camvid", CAMVID_TO_CANONICAL)
-CAMVID_RAW = LabelMap.from_pairs("camvid-raw", {i: i for i in range(CAMVID_VOID)})
+CAMVID_RAW = LabelMap.from_pairs("camvid-raw", {i: i for i in range(CAMVID_VOID)}, space="camvid")
 CITYSCAPES_IDS = LabelMap.from_pairs("cityscapes-ids", CITYSCAPES_LABELID_TO_TRAINID)
 IDENTITY = LabelMap.identity(NUM_CLASSES)
 
 LABEL_MAPS: dict[str, LabelMap] = {m.name: m for m in (CAMVID, CAMVID_RAW, CITYSCAPES_IDS, IDENTITY)}
+
+# ``run.label_map`` (the evaluation label set) -> the label set the ground truth must be in.
+# Predictions are canonical and mapped into it (stream.evaluation.EvalMapper); the ground
+# truth is not mapped again, so a source's ``label_map`` must give labels in this set.
+EVALUATION_SPACES: dict[str, str] = {"": "canonical", "canonical": "canonical", "cityscapes": "canonical", "camvid": "camvid"}
+
+
+def evaluation_space(run_label_map: str) -> str:
+    """The label set ground truth must be in for ``run.label_map`` (see :data:`EVALUATION_SPACES`).
+
+    Example:
+        >>> evaluation_space(""), evaluation_space("camvid")
+        ('canonical', 'camvid')
+
+    Raises:
+        ValueError: an unknown evaluation label set (the message names ``run.label_map``).
+    """
+    try:
+        return EVALUATION_SPACES[run_label_map]
+    except KeyError:
+        known = ", ".join(repr(k) for k in EVALUATION_SPACES)
+        raise ValueError(f"run.label_map: unknown evaluation label set {run_label_map!r} (choose one of {known})") from None
+
+
+def maps_into(space: str) -> list[str]:
+    """The named label maps whose output is in ``space``.
+
+    Example:
+        >>> maps_into("camvid")
+        ['camvid-raw']
+    """
+    return [name for name, m in LABEL_MAPS.items() if m.space == space]
 
 
 def get_label_map(spec: str | LabelMap | None) -> LabelMap | None:
