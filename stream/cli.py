@@ -38,7 +38,8 @@ def _run_parser(sub: Any) -> None:
 
 
 def _resolve(args: argparse.Namespace):
-    from stream.config import load_config
+    """The run's config and where its values came from (see stream.config.load_config_with_origins)."""
+    from stream.config import load_config_with_origins
 
     overrides = list(args.set)
     for flag, key in (("source", "run.source"), ("frames", "run.frames"), ("seed", "run.seed"), ("runner", "run.runner"),
@@ -48,7 +49,17 @@ def _resolve(args: argparse.Namespace):
             overrides.append(f"{key}={value}")
     if getattr(args, "realtime", False):
         overrides.append("run.realtime=true")
-    return load_config(args.config, overrides)
+    return load_config_with_origins(args.config, overrides)
+
+
+def _file_limits(config: Any, origins: dict[str, str]) -> list[str]:
+    """Lines naming the settings a config file imposes that silently shorten a run (the frame limit)."""
+    from stream.config import COMMAND_LINE
+
+    origin = origins.get("run.frames")
+    if origin is None or origin == COMMAND_LINE:
+        return []
+    return [f"run.frames={config.run.frames} from {origin} (a longer source is cut there; --frames N to change)"]
 
 
 def _table(summary: dict[str, Any]) -> str:
@@ -69,7 +80,9 @@ def _table(summary: dict[str, Any]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _resolve(args)
+    config, origins = _resolve(args)
+    for line in _file_limits(config, origins):
+        print(line, flush=True)
     progress = not args.no_progress and sys.stderr.isatty()
     if config.run.runner == "ray":
         from stream.ray_runner import run_ray

@@ -4,6 +4,14 @@ Values come from the dataclass defaults, then a TOML file (``--config``), then
 ``--set section.key=value`` overrides; every value is type-checked against the field's type,
 and unknown sections or keys are refused by name.
 
+Relative paths in a config file are relative to that file's folder, so a config works from
+any working folder: the path-valued settings (:data:`PATH_SETTINGS`: ``run.source`` with
+its PATH and its ``labels``/``timestamps`` options, ``run.out``, ``teacher.spec``'s PATH,
+``student.weights``) are resolved against it; absolute paths, ``default``, ``none``, ``sim``
+and ``sim:SCHEDULE`` are kept. Overrides (``--set``, CLI flags) are relative to the working
+folder, as a shell user expects. :func:`load_config_with_origins` also says where each
+non-default value came from.
+
 Example:
     >>> cfg = apply_overrides(RunConfig(), ["run.frames=120", "scheduler.max_rate=0.4"])
     >>> cfg.run.frames, cfg.scheduler.max_rate
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tomllib
 import types
 import typing
@@ -24,13 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from typing import Callable
+
 from learners.configs import DistillationConfig, OnlineConfig, StreamLearnerConfig
 from learners.monitor import DriftConfig
 from learners.replay import ReplayConfig
 from learners.scheduler import SchedulerConfig
 from perception.evaluator import EvaluatorConfig
 from sim.world import SimConfig
+from perception.teachers import resolve_teacher_spec
 from stream.machine import usable_cores
+from stream.sources import resolve_path, resolve_spec_paths
 
 
 class ConfigError(ValueError):
@@ -316,19 +329,66 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
     return _apply(config, _parse_overrides(overrides))
 
 
+def _resolve_weights(value: str, base: Path) -> str:
+    return value if value in ("default", "none") else resolve_path(value, base)
+
+
+# "section.key" -> how a config file's relative value of it is made absolute (against the file's folder)
+PATH_SETTINGS: dict[str, Callable[[str, Path], str]] = {
+    "run.source": resolve_spec_paths,
+    "run.out": resolve_path,
+    "teacher.spec": resolve_teacher_spec,
+    "student.weights": _resolve_weights,
+}
+
+COMMAND_LINE = "the command line"  # the origin of an override
+
+
+def _read_file(path: str | Path) -> list[tuple[str, str, Any]]:
+    """The (section, key, value) triples of a TOML config file, path-valued ones resolved."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path}: not valid TOML ({error})") from None
+    base = Path(os.path.abspath(path)).parent
+    changes = []
+    for section_name, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path}: {section_name!r} must be a [section] table")
+        for key, raw in values.items():
+            resolve = PATH_SETTINGS.get(f"{section_name}.{key}")
+            if resolve is not None and isinstance(raw, str) and raw:
+                raw = resolve(raw, base)
+            changes.append((section_name, key, raw))
+    return changes
+
+
+def load_config_with_origins(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[RunConfig, dict[str, str]]:
+    """:func:`load_config`, and where each value set by the file or the overrides came from.
+
+    The origins map ``"section.key"`` to the config file's path as given (for values the file
+    sets) or :data:`COMMAND_LINE` (for overrides, which win); defaults are left out. They are
+    kept beside the config, not in it: ``config.json`` holds the resolved values only.
+
+    Example:
+        >>> import tempfile
+        >>> file = Path(tempfile.mkdtemp()) / "short.toml"
+        >>> _ = file.write_text("[run]\\nframes = 101\\nseed = 4\\n")
+        >>> config, origins = load_config_with_origins(file, ["run.seed=5"])
+        >>> config.run.frames, origins["run.frames"] == str(file), origins["run.seed"]
+        (101, True, 'the command line')
+    """
+    file_changes = _read_file(path) if path is not None else []
+    override_changes = _parse_overrides(overrides or [])
+    origins = {f"{section}.{key}": str(path) for section, key, _ in file_changes}
+    origins.update({f"{section}.{key}": COMMAND_LINE for section, key, _ in override_changes})
+    return _apply(RunConfig(), file_changes + override_changes), origins
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults, then the TOML file at ``path`` (if any), then ``overrides``."""
-    changes: list[tuple[str, str, Any]] = []
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"config file {path}: not valid TOML ({error})") from None
-        for section_name, values in data.items():
-            if not isinstance(values, dict):
-                raise ConfigError(f"config file {path}: {section_name!r} must be a [section] table")
-            changes.extend((section_name, key, raw) for key, raw in values.items())
-    return _apply(RunConfig(), changes + _parse_overrides(overrides or []))
+    """Defaults, then the TOML file at ``path`` (if any; its relative paths are relative to
+    its folder), then ``overrides`` (relative paths stay relative to the working folder)."""
+    return load_config_with_origins(path, overrides)[0]

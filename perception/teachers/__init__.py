@@ -56,6 +56,25 @@ def teacher_usage() -> str:
     return " | ".join(kind if kind in PATH_OPTIONAL else f"{kind}:PATH" for kind in TEACHER_KINDS)
 
 
+def resolve_teacher_spec(spec: str, base: str | Path) -> str:
+    """A teacher spec with a relative PATH resolved against ``base`` (a config file's folder);
+    ``sim``, absolute paths and unknown kinds are kept as they are.
+
+    Example:
+        >>> resolve_teacher_spec("espnetv2:../data/t.safetensors", "/repo/configs"), resolve_teacher_spec("sim", "/x")
+        ('espnetv2:/repo/data/t.safetensors', 'sim')
+    """
+    import os
+
+    kind, sep, arg = spec.partition(":")
+    if not sep or not arg or kind not in TEACHER_KINDS:
+        return spec
+    path = os.path.expanduser(arg)
+    if not os.path.isabs(path):
+        path = os.path.normpath(os.path.join(os.fspath(base), path))
+    return f"{kind}:{path}"
+
+
 def open_teacher(spec: str, device: str = "auto", logits_stride: int = 4) -> Any:
     """Build the teacher a spec names, e.g. ``"sim"`` or ``"espnetv2:../shared/data/teachers/x.safetensors"``."""
     kind, _, arg = spec.partition(":")
