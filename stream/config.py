@@ -55,6 +55,13 @@ class TeacherConfig:
     spec: str = "sim"  # sim | segnet:PATH | espnetv2:PATH | torchscript:PATH | onnx:PATH
     device: str = "auto"  # auto = cuda when present, else cpu
     logits_stride: int = 4  # teacher logits are shipped at 1/stride of the frame size
+    input_size: str = ""  # WIDTHxHEIGHT the teacher runs at (e.g. 480x352), answering at the frame size;
+    # "" or "native" = the frame's size (ESPNetv2 then rounds each side to a multiple of 16)
+
+    def __post_init__(self) -> None:
+        from perception.teachers import parse_input_size
+
+        parse_input_size(self.input_size, self.spec.partition(":")[0])  # ValueError naming teacher.input_size
 
 
 @dataclass(frozen=True)
