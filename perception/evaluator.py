@@ -321,6 +321,9 @@ class StreamingEvaluator:
         (2, 1, 0.7222, 1.0)
         >>> ev.summary()["per_domain"]["fog"]["student_pixel_acc"]
         0.6666666666666666
+        >>> ev.update("fog", gt, ground_truth=gt)  # a last window of 1 frame, closed at the end
+        >>> ev.window_metrics() is None, ev.window_metrics(final=True)["frames"], ev.last_domain
+        (True, 1, 'fog')
     """
 
     def __init__(self, config: EvaluatorConfig = EvaluatorConfig()) -> None:
@@ -330,6 +333,12 @@ class StreamingEvaluator:
         self._overall = _Scope(config.num_classes)
         self._window = _Scope(config.num_classes)
         self._domains: dict[str, _Scope] = {}
+        self._last_domain: str | None = None
+
+    @property
+    def last_domain(self) -> str | None:
+        """The domain of the last frame counted (None before the first)."""
+        return self._last_domain
 
     @property
     def domains(self) -> list[str]:
@@ -372,14 +381,25 @@ class StreamingEvaluator:
             scope = self._domains[domain] = _Scope(c)
             logger.debug("evaluator: new domain %r", domain)
         scope.add(cm, counts)
+        self._last_domain = domain
 
-    def window_metrics(self) -> dict[str, Any] | None:
+    def frame_counts(self) -> dict[str, int]:
+        """Overall ``frames``, ``gt_frames`` (with ground truth) and ``teacher_frames`` so far."""
+        return {name: int(n) for name, n in zip(_COUNTS, self._overall.counts)}
+
+    def window_metrics(self, final: bool = False) -> dict[str, Any] | None:
         """The current window's metrics once ``window`` frames were seen (then reset), else None.
+
+        With ``final=True`` (at the end of a stream) a partial window of at least one frame is
+        closed too, so a stream shorter than ``window``, and the last frames of any stream,
+        are reported; its ``frames`` says how many frames it holds. None when the window is
+        empty.
 
         Keys: ``frames``, ``gt_frames``, ``teacher_frames``, ``end_frame`` (overall frame count at
         the window's end) and ``<pair>_miou`` / ``<pair>_pixel_acc`` for each pair in PAIRS.
         """
-        if self._window.counts[0] < self.config.window:
+        frames = self._window.counts[0]
+        if frames < self.config.window and not (final and frames > 0):
             return None
         out = self._window.metrics()
         out["end_frame"] = int(self._overall.counts[0])
@@ -475,3 +495,4 @@ class StreamingEvaluator:
         self._overall = _Scope(self.config.num_classes)
         self._window = _Scope(self.config.num_classes)
         self._domains = {}
+        self._last_domain = None

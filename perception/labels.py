@@ -102,21 +102,27 @@ def colorize(label: np.ndarray) -> np.ndarray:
 class LabelMap:
     """A lookup table from one label set into another; unmapped values become ``fill`` (255).
 
+    ``space`` names the label set the map's output is in: ``"canonical"`` (the 19 trainIds)
+    for maps into the canonical space, or another set's name (``"camvid"`` for a map that
+    keeps CamVid ids), so a run can tell whether its ground truth and its evaluation label
+    set agree.
+
     Example:
         >>> m = LabelMap.from_pairs("demo", {0: 3, 1: 0})
-        >>> m(np.array([[0, 1, 7]], np.uint8)).tolist()
-        [[3, 0, 255]]
+        >>> m(np.array([[0, 1, 7]], np.uint8)).tolist(), m.space
+        ([[3, 0, 255]], 'canonical')
     """
 
     name: str
     table: np.ndarray  # (256,) uint8
+    space: str = "canonical"  # the label set of the output
 
     @classmethod
-    def from_pairs(cls, name: str, pairs: dict[int, int], fill: int = IGNORE_INDEX) -> "LabelMap":
+    def from_pairs(cls, name: str, pairs: dict[int, int], fill: int = IGNORE_INDEX, space: str = "canonical") -> "LabelMap":
         table = np.full(256, fill, np.uint8)  # (256,)
         for source, target in pairs.items():
             table[int(source)] = int(target)
-        return cls(name, table)
+        return cls(name, table, space)
 
     @classmethod
     def identity(cls, num_classes: int = NUM_CLASSES) -> "LabelMap":
@@ -128,7 +134,7 @@ class LabelMap:
 
 
 CAMVID = LabelMap.from_pairs("camvid", CAMVID_TO_CANONICAL)
-CAMVID_RAW = LabelMap.from_pairs("camvid-raw", {i: i for i in range(CAMVID_VOID)})
+CAMVID_RAW = LabelMap.from_pairs("camvid-raw", {i: i for i in range(CAMVID_VOID)}, space="camvid")
 CITYSCAPES_IDS = LabelMap.from_pairs("cityscapes-ids", CITYSCAPES_LABELID_TO_TRAINID)
 IDENTITY = LabelMap.identity(NUM_CLASSES)
 
@@ -147,6 +153,39 @@ def label_map_named(name: str) -> LabelMap:
         raise LabelMapError(f"unknown label map {name!r}; known label maps: {', '.join(sorted(LABEL_MAPS))}") from None
 
 
+# ``run.label_map`` (the evaluation label set) -> the label set the ground truth must be in.
+# Predictions are canonical and mapped into it (stream.evaluation.EvalMapper); the ground
+# truth is not mapped again, so a source's ``label_map`` must give labels in this set.
+EVALUATION_SPACES: dict[str, str] = {"": "canonical", "canonical": "canonical", "cityscapes": "canonical", "camvid": "camvid"}
+
+
+def evaluation_space(run_label_map: str) -> str:
+    """The label set ground truth must be in for ``run.label_map`` (see :data:`EVALUATION_SPACES`).
+
+    Example:
+        >>> evaluation_space(""), evaluation_space("camvid")
+        ('canonical', 'camvid')
+
+    Raises:
+        ValueError: an unknown evaluation label set (the message names ``run.label_map``).
+    """
+    try:
+        return EVALUATION_SPACES[run_label_map]
+    except KeyError:
+        known = ", ".join(repr(k) for k in EVALUATION_SPACES)
+        raise ValueError(f"run.label_map: unknown evaluation label set {run_label_map!r} (choose one of {known})") from None
+
+
+def maps_into(space: str) -> list[str]:
+    """The named label maps whose output is in ``space``.
+
+    Example:
+        >>> maps_into("camvid")
+        ['camvid-raw']
+    """
+    return [name for name, m in LABEL_MAPS.items() if m.space == space]
+
+
 def canonical_to_camvid(unmapped: int = IGNORE_INDEX) -> LabelMap:
     """Canonical predictions -> CamVid's 11 classes.
 
@@ -154,4 +193,5 @@ def canonical_to_camvid(unmapped: int = IGNORE_INDEX) -> LabelMap:
     :data:`IGNORE_INDEX` to leave it out of the counts, or :data:`CAMVID_VOID` to score it as
     a wrong answer against CamVid's hand labels.
     """
-    return LabelMap.from_pairs("canonical-to-camvid", dict(enumerate(CITYSCAPES_TO_CAMVID.tolist())), fill=unmapped)
+    return LabelMap.from_pairs("canonical-to-camvid", dict(enumerate(CITYSCAPES_TO_CAMVID.tolist())), fill=unmapped,
+                              space="camvid")

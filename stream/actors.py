@@ -157,7 +157,8 @@ class RayPlacement:
         teacher = TeacherActor.options(**self._options(config, "teacher")).remote(config)
         learner = LearnerActor.options(**self._options(config, "learner")).remote(
             config, RayTeacherClient(teacher), checkpoint_dir, get_pack)
-        evaluator = EvaluatorActor.options(**self._options(config, "evaluator")).remote(config.evaluator, config.run.label_map)
+        evaluator = EvaluatorActor.options(**self._options(config, "evaluator")).remote(
+            config.evaluator, config.run.label_map, config.run.source)
         self.actors.update(teacher=teacher, learner=learner, evaluator=evaluator)
         ingest_options = self._options(config, "ingest")
         if self.transport == "ring":

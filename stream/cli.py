@@ -18,9 +18,14 @@ log = logging.getLogger("odistill")
 
 
 def _run_parser(sub: Any) -> None:
+    from perception.teachers import teacher_usage
+    from stream.sources import source_usage
+    from stream.sources.labelmaps import LABEL_MAPS
+
     p = sub.add_parser("run", help="run online distillation on a stream (default: the simulator tour)")
-    p.add_argument("--source", help="sim:tour | sim:SCHEDULE | video:PATH | images:DIR | kitti:DIR | rosbag:PATH#TOPIC")
-    p.add_argument("--teacher", help="sim | espnetv2:PATH | segnet:PATH")
+    p.add_argument("--source", help=f"{source_usage()}; log options as ?key=value&..., e.g. "
+                                    f"?label_map=NAME ({', '.join(sorted(LABEL_MAPS))}) (default sim:tour)")
+    p.add_argument("--teacher", help=f"{teacher_usage()} (default sim)")
     p.add_argument("--frames", type=int, help="frames to process")
     p.add_argument("--seed", type=int, help="seed of everything stochastic")
     p.add_argument("--runner", choices=["local", "ray"], help="in-process (local) or Ray actors")
@@ -30,12 +35,14 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("--config", help="a TOML file of [section] key = value")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
     p.add_argument("--realtime", action="store_true", help="pace a recorded log by its timestamps")
-    p.add_argument("--label-map", help="evaluate in another label set (camvid)")
+    p.add_argument("--label-map", help="evaluate in another label set: camvid (then the ground truth must be CamVid ids: "
+                                       "a source label_map=camvid-raw, or none); default the canonical set")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _resolve(args: argparse.Namespace):
-    from stream.config import load_config
+    """The run's config and where its values came from (see stream.config.load_config_with_origins)."""
+    from stream.config import load_config_with_origins
 
     overrides = list(args.set)
     for flag, key in (("source", "run.source"), ("frames", "run.frames"), ("seed", "run.seed"), ("runner", "run.runner"),
@@ -47,7 +54,17 @@ def _resolve(args: argparse.Namespace):
         overrides.append("run.realtime=true")
     if getattr(args, "address", None):
         overrides += [f"cluster.address={args.address}", "run.runner=ray"]
-    return load_config(args.config, overrides)
+    return load_config_with_origins(args.config, overrides)
+
+
+def _file_limits(config: Any, origins: dict[str, str]) -> list[str]:
+    """Lines naming the settings a config file imposes that silently shorten a run (the frame limit)."""
+    from stream.config import COMMAND_LINE
+
+    origin = origins.get("run.frames")
+    if origin is None or origin == COMMAND_LINE:
+        return []
+    return [f"run.frames={config.run.frames} from {origin} (a longer source is cut there; --frames N to change)"]
 
 
 def _table(summary: dict[str, Any]) -> str:
@@ -72,7 +89,9 @@ def _table(summary: dict[str, Any]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _resolve(args)
+    config, origins = _resolve(args)
+    for line in _file_limits(config, origins):
+        print(line, flush=True)
     progress = not args.no_progress and sys.stderr.isatty()
     if config.run.runner == "ray":
         from stream.actors import run_ray
@@ -83,6 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         summary = run_local(config, progress=progress)
     print(_table(summary))
+    if summary.get("label_warning"):
+        print(f"WARNING: {summary['label_warning']}")
     print(f"run folder: {config.run.out}")
     return 130 if summary.get("interrupted") else 0
 

@@ -8,6 +8,14 @@ and unknown sections or keys are refused by name. A section's own validation (it
 machinery loads any root dataclass of sections (``root=``), e.g. the offline-training
 commands' ``teacher_training`` and ``student_training`` (:mod:`stream.training`).
 
+Relative paths in a config file are relative to that file's folder, so a config works from
+any working folder: the path-valued settings (:data:`PATH_SETTINGS`: ``run.source`` with
+its PATH and its ``labels``/``timestamps`` options, ``run.out``, ``teacher.spec``'s PATH,
+``student.weights``) are resolved against it; absolute paths, ``default``, ``none``, ``sim``
+and ``sim:SCHEDULE`` are kept. Overrides (``--set``, CLI flags) are relative to the working
+folder, as a shell user expects. :func:`load_config_with_origins` also says where each
+non-default value came from.
+
 Example:
     >>> cfg = apply_overrides(RunConfig(), ["run.frames=120", "scheduler.max_rate=0.4"])
     >>> cfg.run.frames, cfg.scheduler.max_rate
@@ -25,13 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from learners.configs import DistillationConfig, OnlineConfig, StreamLearnerConfig
 from learners.monitor import DriftConfig
@@ -39,7 +48,9 @@ from learners.replay import ReplayConfig
 from learners.scheduler import SchedulerConfig
 from perception.evaluator import EvaluatorConfig
 from sim.world import SimConfig
+from perception.teachers import resolve_teacher_spec
 from stream.machine import usable_cores
+from stream.sources import resolve_path, resolve_spec_paths
 
 
 class ConfigError(ValueError):
@@ -48,9 +59,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    spec: str = "sim"  # sim | espnetv2:PATH | torchscript:PATH | onnx:PATH
+    spec: str = "sim"  # sim | segnet:PATH | espnetv2:PATH | torchscript:PATH | onnx:PATH
     device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | cuda:N
     logits_stride: int = 4  # teacher logits are shipped at 1/stride of the frame size
+    input_size: str = ""  # WIDTHxHEIGHT the teacher runs at (e.g. 480x352), answering at the frame size;
+    # "" or "native" = the frame's size (ESPNetv2 then rounds each side to a multiple of 16)
+
+    def __post_init__(self) -> None:
+        from perception.teachers import parse_input_size
+
+        parse_input_size(self.input_size, self.spec.partition(":")[0])  # ValueError naming teacher.input_size
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,7 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class RunSection:
-    source: str = "sim:tour"  # sim:SCHEDULE | video:PATH | images:DIR | kitti:DIR | rosbag:PATH#TOPIC
+    source: str = "sim:tour"  # sim:SCHEDULE | video:PATH | images:DIR | kitti:DIR | rosbag:PATH#TOPIC | logs:DIR
     frames: int = 3600  # frames to process (a log ends earlier when it runs out)
     seed: int = 0
     runner: str = "local"  # local | ray
@@ -105,6 +123,9 @@ class RunSection:
         return self.torch_threads if self.torch_threads > 0 else usable_cores()
 
     def __post_init__(self) -> None:
+        from stream.sources.labelmaps import evaluation_space
+
+        evaluation_space(self.label_map)  # ValueError naming run.label_map
         if self.transport not in ("auto", "ring", "object_store"):
             raise ValueError(f"transport: unknown transport {self.transport!r} (choose auto, ring or object_store)")
         if self.ring_slots < 0:
@@ -125,7 +146,7 @@ class ClusterConfig:
     def __post_init__(self) -> None:
         address = self.address
         if address and address != "auto" and not address.startswith("ray://") and ":" not in address:
-            raise ValueError(f"cluster.address: expected auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+            raise ValueError(f"address: expected auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
 
 
 @dataclass(frozen=True)
@@ -158,6 +179,8 @@ class RunConfig:
                 "slots, and a crashed learner's frames cannot be read again by the clock; use auto or object_store"
             )
 
+        check_label_maps(self)
+
     def least_ring_slots(self) -> int:
         """The frames the Ray runner may hold in ring slots at once: two windows of
         ``run.max_in_flight`` (in the learner, and read but not sent), the next read (half a
@@ -170,6 +193,62 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def check_label_maps(config: RunConfig) -> None:
+    """Refuse a source ``label_map`` option and a ``run.label_map`` that do not fit together.
+
+    Predictions are canonical and mapped into the evaluation label set (``run.label_map``);
+    the ground truth is taken as it is, so the source's ``label_map`` must give labels in
+    that same set: ``label_map=camvid`` (CamVid -> canonical) goes with an empty
+    ``run.label_map``, ``label_map=camvid-raw`` (CamVid ids kept) with ``run.label_map=camvid``.
+    Any other pair maps the labels twice and scores nonsense (a teacher mIoU near 0). Called
+    by :meth:`RunConfig.check` (so by :func:`load_config`), before a frame is read; a driver
+    handed a RunConfig built otherwise can call it itself.
+
+    Example:
+        >>> check_label_maps(RunConfig(run=RunSection(source="images:log/frames?label_map=camvid-raw", label_map="camvid")))
+        >>> check_label_maps(RunConfig(run=RunSection(source="images:log/frames?label_map=camvid", label_map="camvid")))
+        Traceback (most recent call last):
+        ...
+        stream.config.ConfigError: run.source 'images:log/frames?label_map=camvid' maps its labels into the canonical label set (label_map=camvid) but run.label_map=camvid evaluates in the camvid label set, which maps them a second time: every score would be nonsense. With run.label_map=camvid give the source label_map=camvid-raw (or no label_map); for the canonical label set leave run.label_map empty
+
+    Raises:
+        ConfigError: an unknown evaluation label set or source label map, or a pair that
+            does not fit (the message names both settings).
+    """
+    from stream.sources import parse_spec
+    from stream.sources.base import SourceError
+    from stream.sources.labelmaps import evaluation_space, get_label_map, maps_into
+
+    run = config.run
+    try:
+        wanted = evaluation_space(run.label_map)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    _, _, options = parse_spec(run.source)
+    name = options.get("label_map")
+    if not name:
+        return  # the label files' values as they are: only the runtime check can judge them
+    try:
+        label_map = get_label_map(name)
+    except SourceError as error:
+        raise ConfigError(f"run.source {run.source!r}: {error}") from None
+    if label_map.space == wanted:
+        return
+    if wanted == "canonical":
+        fix = (f"to evaluate in the {label_map.space} label set set run.label_map={label_map.space}; for the canonical "
+               f"label set give the source label_map={' or '.join(maps_into('canonical'))}")
+        what = "so they would be scored against canonical predictions as if they were canonical ids"
+    else:
+        fix = (f"with run.label_map={run.label_map} give the source label_map={' or '.join(maps_into(wanted))} "
+               f"(or no label_map); for the canonical label set leave run.label_map empty")
+        what = "which maps them a second time"
+    shown = f"run.label_map={run.label_map}" if run.label_map else "run.label_map='' (canonical)"
+    raise ConfigError(
+        f"run.source {run.source!r} maps its labels into the {label_map.space} label set (label_map={name}) but {shown} "
+        f"evaluates in the {wanted} label set, {what}: every score would be nonsense. {fix[0].upper()}{fix[1:]}"
+    )
 
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:
@@ -315,23 +394,71 @@ def apply_overrides(config: Root, overrides: list[str]) -> Root:
     return _apply(config, _parse_overrides(overrides))
 
 
+def _resolve_weights(value: str, base: Path) -> str:
+    return value if value in ("default", "none") else resolve_path(value, base)
+
+
+# "section.key" -> how a config file's relative value of it is made absolute (against the file's folder)
+PATH_SETTINGS: dict[str, Callable[[str, Path], str]] = {
+    "run.source": resolve_spec_paths,
+    "run.out": resolve_path,
+    "teacher.spec": resolve_teacher_spec,
+    "student.weights": _resolve_weights,
+}
+
+COMMAND_LINE = "the command line"  # the origin of an override
+
+
+def _read_file(path: str | Path) -> list[tuple[str, str, Any]]:
+    """The (section, key, value) triples of a TOML config file, path-valued ones resolved."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path}: not valid TOML ({error})") from None
+    base = Path(os.path.abspath(path)).parent
+    changes = []
+    for section_name, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path}: {section_name!r} must be a [section] table")
+        for key, raw in values.items():
+            resolve = PATH_SETTINGS.get(f"{section_name}.{key}")
+            if resolve is not None and isinstance(raw, str) and raw:
+                raw = resolve(raw, base)
+            changes.append((section_name, key, raw))
+    return changes
+
+
+def load_config_with_origins(path: str | Path | None = None, overrides: list[str] | None = None,
+                             root: type = RunConfig) -> tuple[Any, dict[str, str]]:
+    """:func:`load_config`, and where each value set by the file or the overrides came from.
+
+    The origins map ``"section.key"`` to the config file's path as given (for values the file
+    sets) or :data:`COMMAND_LINE` (for overrides, which win); defaults are left out. They are
+    kept beside the config, not in it: ``config.json`` holds the resolved values only.
+
+    Example:
+        >>> import tempfile
+        >>> file = Path(tempfile.mkdtemp()) / "short.toml"
+        >>> _ = file.write_text("[run]\\nframes = 101\\nseed = 4\\n")
+        >>> config, origins = load_config_with_origins(file, ["run.seed=5"])
+        >>> config.run.frames, origins["run.frames"] == str(file), origins["run.seed"]
+        (101, True, 'the command line')
+    """
+    file_changes = _read_file(path) if path is not None else []
+    override_changes = _parse_overrides(overrides or [])
+    origins = {f"{section}.{key}": str(path) for section, key, _ in file_changes}
+    origins.update({f"{section}.{key}": COMMAND_LINE for section, key, _ in override_changes})
+    return _apply(root(), file_changes + override_changes), origins
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, root: type = RunConfig) -> Any:
-    """Defaults, then the TOML file at ``path`` (if any), then ``overrides``.
+    """Defaults, then the TOML file at ``path`` (if any; its relative paths are relative to
+    its folder), then ``overrides`` (relative paths stay relative to the working folder).
 
     ``root`` is the dataclass whose fields are the sections (a :class:`RunConfig` by default;
     the offline-training commands pass theirs); the result is an instance of it.
     """
-    changes: list[tuple[str, str, Any]] = []
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"config file {path}: not valid TOML ({error})") from None
-        for section_name, values in data.items():
-            if not isinstance(values, dict):
-                raise ConfigError(f"config file {path}: {section_name!r} must be a [section] table")
-            changes.extend((section_name, key, raw) for key, raw in values.items())
-    return _apply(root(), changes + _parse_overrides(overrides or []))
+    return load_config_with_origins(path, overrides, root)[0]

@@ -171,6 +171,7 @@ class RunSession:
             "teacher_calls": self.teacher_calls,
             "teacher_rate": self.teacher_calls / max(1, self.frames),
             **overall,
+            "label_warning": evaluation.get("label_warning"),
             "student_class_iou": evaluation.get("student_class_iou"),
             "teacher_class_iou": evaluation.get("teacher_class_iou"),
             "per_domain": per_domain,
@@ -354,6 +355,7 @@ class Driver:
         windows = self.placement.call("evaluator", "update", [], outputs)
         self.session.on_step(self.placement.get(result, timeout=timeout))
         self.session.on_windows(self.placement.get(windows, timeout=timeout))
+        self.session.on_windows(self.placement.get(self.placement.call("evaluator", "finish"), timeout=timeout))
 
     def _summarise(self) -> dict[str, Any]:
         placement = self.placement
@@ -362,6 +364,9 @@ class Driver:
         stats = get(placement.call("ingest", "stats"))
         true_shifts = get(placement.call("ingest", "true_shifts"))
         self.session.on_events(get(placement.call("ingest", "events")))
+        if evaluation.get("label_warning"):
+            self.session.recorder.event({"kind": "label_check", "index": self.session.frames - 1,
+                                         "message": evaluation["label_warning"]})
         if stats.get("frame_limit_reached"):
             log.warning("run.frames=%d cut the source %s short", self.config.run.frames, self.config.run.source)
         height, width = self.shape or (self.config.sim.height, self.config.sim.width)

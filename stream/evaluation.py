@@ -54,12 +54,18 @@ class EvalMapper:
 class FrameEvaluator:
     """A :class:`StreamingEvaluator` fed with the learner's outputs and the ground truth,
     joined by frame index; frames counted once (a restarted learner's re-sent frames are skipped).
+    After each update a :class:`~stream.labelcheck.LabelGuard` checks, once enough labelled
+    frames were counted, that the teacher and the ground truth are in one label set.
 
     Ground truth is expected in the evaluation label set; predictions are mapped into it.
     """
 
-    def __init__(self, config: EvaluatorConfig, label_map: str = ""):
+    def __init__(self, config: EvaluatorConfig, label_map: str = "", source: str = ""):
+        """``source``: the run's source spec, named in the label check's warning."""
+        from stream.labelcheck import LabelGuard
+
         self.mapper = EvalMapper(label_map, config)
+        self.label_guard = LabelGuard(self.mapper.name, source)
         self.evaluator = StreamingEvaluator(self.mapper.config)
         self.last_index = -1
         self.truths: dict[int, GroundTruth] = {}  # ground truth of frames the learner has not finalised
@@ -84,6 +90,7 @@ class FrameEvaluator:
             window = self.evaluator.window_metrics()
             if window is not None:
                 windows.append(self._stamp(window, output.index, truth.domain))
+        self.label_guard.check(self.evaluator)  # warns once, loudly, when the labels cannot be in the right set
         return windows
 
     @staticmethod
@@ -93,8 +100,32 @@ class FrameEvaluator:
         window["teacher_rate"] = window["teacher_frames"] / max(1, window["frames"])
         return window
 
+    def finish(self) -> list[dict[str, Any]]:
+        """Close the last, partial window at the end of a run (a log shorter than
+        ``evaluator.window``, or the frames after the last full window); ``[]`` when it is
+        empty. Stamped as :meth:`update`'s windows are, plus ``partial: True``.
+
+        Example:
+            >>> evaluator = FrameEvaluator(EvaluatorConfig(window=10))
+            >>> labels = np.zeros((4, 4), np.uint8)
+            >>> truths = [GroundTruth(i, "clear", labels) for i in range(3)]
+            >>> evaluator.update(truths, [LearnerOutput(i, labels, None) for i in range(3)])
+            []
+            >>> [(w["frames"], w["frame_end"], w["domain"], w["partial"]) for w in evaluator.finish()]
+            [(3, 3, 'clear', True)]
+            >>> evaluator.finish()
+            []
+        """
+        window = self.evaluator.window_metrics(final=True)
+        if window is None:
+            return []
+        window = self._stamp(window, self.last_index, self.evaluator.last_domain)
+        window["partial"] = True
+        return [window]
+
     def summary(self) -> dict[str, Any]:
-        return self.evaluator.summary()
+        """The evaluator's figures, and ``label_warning``: the label check's warning, or None."""
+        return {**self.evaluator.summary(), "label_warning": self.label_guard.warning}
 
     def peak_rss_mb(self) -> float:
         return peak_rss_mb()

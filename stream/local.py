@@ -58,7 +58,7 @@ class LocalPlacement:
         self.parts["ingest"] = ingest
         teacher = self.parts["teacher"] = TeacherPart(config, teacher=self.teacher)
         self.parts["learner"] = LearnerPart(config, LocalTeacherClient(teacher.teacher), checkpoint_dir)
-        self.parts["evaluator"] = FrameEvaluator(config.evaluator, config.run.label_map)
+        self.parts["evaluator"] = FrameEvaluator(config.evaluator, config.run.label_map, config.run.source)
 
     def call(self, part: str, method: str, *args: Any, returns: int = 1, control: bool = False) -> Any:
         """Runs the call now; its future is its value (a tuple of ``returns`` values)."""

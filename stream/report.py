@@ -8,12 +8,17 @@ from typing import Any
 BAND_COLOURS = ("#e8f1fb", "#fdf0e0", "#eaf6ea", "#f6e9f4", "#fffbe0", "#eef0f0", "#e0f4f7", "#f9e6e6")
 
 
-def domain_spans(domains: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
+def domain_spans(domains: list[tuple[int, str]], end: int | None = None) -> list[tuple[int, int, str]]:
     """[(first_frame, domain), ...] in frame order -> [(start, end, domain), ...] merged runs.
+
+    The last run ends at ``end`` (the frames of the run) when given and past its start,
+    else one step (the gap between the first two starts, or 1) after its start.
 
     Example:
         >>> domain_spans([(0, "a"), (100, "a"), (200, "b")])
         [(0, 200, 'a'), (200, 300, 'b')]
+        >>> domain_spans([(0, "log")], end=40)
+        [(0, 40, 'log')]
     """
     spans: list[tuple[int, int, str]] = []
     step = domains[1][0] - domains[0][0] if len(domains) > 1 else 1
@@ -22,7 +27,25 @@ def domain_spans(domains: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
             spans[-1] = (spans[-1][0], start + step, name)
         else:
             spans.append((start, start + step, name))
+    if spans and end is not None and end > spans[-1][0]:
+        spans[-1] = (spans[-1][0], end, spans[-1][2])
     return spans
+
+
+def window_edges(metrics: list[dict[str, Any]]) -> list[int]:
+    """The frame edges of consecutive windows: the first window's start, then every window's end.
+
+    A window covers ``frames`` frames ending at ``frame_end``; a last, partial window is
+    shorter than the others.
+
+    Example:
+        >>> window_edges([{"frame_end": 100, "frames": 100}, {"frame_end": 130, "frames": 30}])
+        [0, 100, 130]
+    """
+    if not metrics:
+        return []
+    first = metrics[0]
+    return [max(0, first["frame_end"] - int(first.get("frames") or 0))] + [row["frame_end"] for row in metrics]
 
 
 def write_report(path: str | Path, metrics: list[dict[str, Any]], events: list[dict[str, Any]],
@@ -34,8 +57,9 @@ def write_report(path: str | Path, metrics: list[dict[str, Any]], events: list[d
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    edges = window_edges(metrics)
     if domain_starts:
-        spans = domain_spans(domain_starts)
+        spans = domain_spans(domain_starts, end=edges[-1] if edges else None)
         for i, (start, end, name) in enumerate(spans):
             for axis in (top, bottom):
                 axis.axvspan(start, end, color=BAND_COLOURS[i % len(BAND_COLOURS)], lw=0)
@@ -45,7 +69,10 @@ def write_report(path: str | Path, metrics: list[dict[str, Any]], events: list[d
                                ("student_vs_teacher_miou", "tab:green", "student vs teacher")):
         ys = [row.get(key) for row in metrics]
         pts = [(a, b) for a, b in zip(x, ys) if b is not None]
-        if pts:
+        if len(pts) == 1:  # one window (a short log): its value across the frames it covers
+            top.hlines(pts[0][1], edges[0], edges[-1], color=colour, label=label, lw=1.5)
+            top.plot(*pts[0], color=colour, marker="o", ms=5)
+        elif pts:
             top.plot(*zip(*pts), color=colour, label=label, lw=1.5, marker=".", ms=3)
     for shift in true_shifts:
         top.axvline(shift, color="black", ls=":", lw=1)
@@ -57,7 +84,11 @@ def write_report(path: str | Path, metrics: list[dict[str, Any]], events: list[d
     top.legend(loc="lower left", fontsize=8)
     top.set_title(title, pad=16)
     rates = [row.get("teacher_rate") for row in metrics]
-    bottom.step(x, [r if r is not None else 0 for r in rates], where="post", color="tab:purple")
+    if rates:  # each window's rate over the frames it covers
+        bottom.stairs([r if r is not None else 0 for r in rates], edges, baseline=None, color="tab:purple")
+    if edges:
+        start = min(edges[0], domain_starts[0][0] if domain_starts else edges[0])
+        top.set_xlim(start, edges[-1] + max(1.0, 0.01 * (edges[-1] - start)))  # room for the last marker
     bottom.set_ylabel("teacher rate")
     bottom.set_xlabel("frame")
     bottom.set_ylim(0, max([r or 0 for r in rates] + [0.1]) * 1.15)

@@ -39,6 +39,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -535,6 +536,16 @@ class ESPNetv2Teacher:
         self.params = sum(p.numel() for p in net.parameters())
         self._macs: dict[tuple[int, int], int] = {}
         logger.info("%s loaded from %s on %s (%d parameters)", self.name, config.weights, self.device, self.params)
+
+    def at_input_size(self, size: tuple[int, int]) -> "ESPNetv2Teacher":
+        """Run every frame at (H, W) ``size`` (multiples of 16) from now on; returns this teacher.
+
+        The network's own resize policy (``inference_size``): labels are the argmax of its
+        logits upsampled straight to the frame's size, as ``bench/espnetv2_camvid.py`` runs it.
+        See :func:`perception.teachers.grid.at_input_size`.
+        """
+        self.config = dataclasses.replace(self.config, inference_size=tuple(size))  # checked there
+        return self
 
     def inference_size(self, height: int, width: int) -> tuple[int, int]:
         """The (H, W) the network runs at for a frame of (height, width)."""

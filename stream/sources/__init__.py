@@ -16,13 +16,17 @@ Example:
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from stream.sources.base import Source, SourceError
 
-__all__ = ["Source", "SourceError", "open_source", "parse_spec", "SOURCE_KINDS"]
+__all__ = ["Source", "SourceError", "open_source", "parse_spec", "resolve_spec_paths", "source_usage", "SOURCE_KINDS"]
+
+PATH_OPTIONS = ("labels", "timestamps")  # ?options whose value is a file or folder
+NOT_A_PATH = frozenset({"", "true", "false", "none", "yes", "no", "1", "0"})  # option words that name no file
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -35,7 +39,53 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     return kind, path, options
 
 
+def resolve_path(path: str, base: str | Path) -> str:
+    """``path`` as it is when absolute, else joined to ``base`` (normalised).
+
+    Example:
+        >>> resolve_path("../data/clip.mp4", "/repo/configs"), resolve_path("/abs/x", "/repo")
+        ('/repo/data/clip.mp4', '/abs/x')
+    """
+    expanded = os.path.expanduser(path)
+    if os.path.isabs(expanded):
+        return expanded
+    return os.path.normpath(os.path.join(os.fspath(base), expanded))
+
+
+def resolve_spec_paths(spec: str, base: str | Path) -> str:
+    """A source spec with its relative paths resolved against ``base`` (a config file's folder).
+
+    The PATH of ``KIND:PATH`` (each of ``logs:A,B``; the bag of ``rosbag:PATH#TOPIC``) and the
+    path-valued options (:data:`PATH_OPTIONS`: ``labels``, ``timestamps``) are resolved;
+    absolute paths, ``sim:`` schedules and option words such as ``labels=true`` are kept.
+
+    Example:
+        >>> resolve_spec_paths("video:../logs/clip.mp4?labels=../logs/labels&label_map=camvid-raw", "/repo/configs")
+        'video:/repo/logs/clip.mp4?labels=/repo/logs/labels&label_map=camvid-raw'
+        >>> resolve_spec_paths("rosbag:bags/run1#/camera/image", "/data"), resolve_spec_paths("sim:tour", "/data")
+        ('rosbag:/data/bags/run1#/camera/image', 'sim:tour')
+    """
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind == "sim" or kind not in SOURCE_KINDS:
+        return spec
+    arg, qsep, query = rest.partition("?")
+    if kind == "rosbag":
+        path, hsep, topic = arg.partition("#")
+        arg = (resolve_path(path, base) if path else path) + hsep + topic
+    elif arg:
+        arg = ",".join(resolve_path(part, base) if part else part for part in arg.split(","))
+    if query:
+        items = []
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            if key in PATH_OPTIONS and value.strip().lower() not in NOT_A_PATH:
+                value = resolve_path(value, base)
+            items.append(f"{quote(key, safe='')}={quote(value, safe='/:,@-._~')}")
+        query = "&".join(items)
+    return f"{kind}:{arg}{qsep}{query}"
+
+
 def _sim(arg: str, options: dict[str, str], config: Any) -> Source:
+    """sim:SCHEDULE"""
     from stream.sources.sim import SimSource
 
     if options:
@@ -44,24 +94,28 @@ def _sim(arg: str, options: dict[str, str], config: Any) -> Source:
 
 
 def _video(arg: str, options: dict[str, str], config: Any) -> Source:
+    """video:PATH"""
     from stream.sources.video import open_video
 
     return open_video(arg, **options)
 
 
 def _images(arg: str, options: dict[str, str], config: Any) -> Source:
+    """images:DIR"""
     from stream.sources.images import open_images
 
     return open_images(arg, **options)
 
 
 def _kitti(arg: str, options: dict[str, str], config: Any) -> Source:
+    """kitti:DIR"""
     from stream.sources.kitti import open_kitti
 
     return open_kitti(arg, **options)
 
 
 def _rosbag(arg: str, options: dict[str, str], config: Any) -> Source:
+    """rosbag:PATH#TOPIC"""
     from stream.sources.rosbag import open_rosbag, split_spec
 
     path, topic = split_spec(arg)
@@ -69,6 +123,7 @@ def _rosbag(arg: str, options: dict[str, str], config: Any) -> Source:
 
 
 def _logs(arg: str, options: dict[str, str], config: Any) -> Source:
+    """logs:DIR (or logs:A,B,...)"""
     from stream.sources.multi import check_log_options, detect_log, open_log, open_many
 
     if "," in arg:
@@ -86,6 +141,17 @@ def _logs(arg: str, options: dict[str, str], config: Any) -> Source:
 SOURCE_KINDS: dict[str, Callable[[str, dict[str, str], Any], Source]] = {
     "sim": _sim, "video": _video, "images": _images, "kitti": _kitti, "rosbag": _rosbag, "logs": _logs,
 }
+
+
+def source_usage() -> str:
+    """One line naming every kind in :data:`SOURCE_KINDS` and its argument, for ``--help``
+    (read from the registry, so a new kind shows up by itself).
+
+    Example:
+        >>> source_usage().split(" | ")[:2]
+        ['sim:SCHEDULE', 'video:PATH']
+    """
+    return " | ".join(((build.__doc__ or "").strip().splitlines() or [f"{kind}:PATH"])[0] for kind, build in SOURCE_KINDS.items())
 
 
 def open_source(spec: str, config: Any) -> Source:

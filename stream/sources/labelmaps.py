@@ -4,6 +4,12 @@ The maps themselves live with the label spaces, in :mod:`perception.labels`
 (:data:`~perception.labels.LABEL_MAPS`); this turns an option's value into one, with the
 sources' error type.
 
+Each map knows the label set its output is in (:attr:`~perception.labels.LabelMap.space`);
+:data:`~perception.labels.EVALUATION_SPACES` says which set a run's ground truth must be in
+for each ``run.label_map``, so a source's ``label_map`` and ``run.label_map`` that do not fit
+together (e.g. ``label_map=camvid`` with ``run.label_map=camvid``: the labels would be mapped
+twice) are refused before a frame is read (:func:`stream.config.check_label_maps`).
+
 Example:
     >>> import numpy as np
     >>> get_label_map("camvid")(np.array([[3, 8, 11]], np.uint8)).tolist()
@@ -13,7 +19,15 @@ Example:
 """
 from __future__ import annotations
 
-from perception.labels import LabelMap, LabelMapError, label_map_named
+from perception.labels import (  # noqa: F401  (re-exported for the sources and the config check)
+    EVALUATION_SPACES,
+    LABEL_MAPS,
+    LabelMap,
+    LabelMapError,
+    evaluation_space,
+    label_map_named,
+    maps_into,
+)
 from stream.sources.base import SourceError
 
 

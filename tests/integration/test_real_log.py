@@ -140,7 +140,7 @@ class _OddGridTeacher:
 
 def test_logits_off_the_frame_grid_are_resampled_so_crops_line_up():
     from learners.online import OnlineConfig, OnlineLearner
-    from stream.builders import GridAlignedTeacher
+    from perception.teachers.grid import GridAlignedTeacher
 
     teacher = GridAlignedTeacher(_OddGridTeacher(), stride=4)
     image = np.zeros((360, 480, 3), np.uint8)

@@ -248,3 +248,31 @@ def test_evaluator_bad_input():
 def test_config_errors_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"EvaluatorConfig.{field}"):
         EvaluatorConfig(**kwargs)
+
+
+def test_final_window_closes_a_partial_window_once():
+    ev = StreamingEvaluator(EvaluatorConfig(num_classes=3, window=4))
+    gt = np.array([[0, 1, 2, 255]], np.uint8)
+    assert ev.window_metrics(final=True) is None  # nothing counted yet
+    for i in range(6):
+        ev.update("clear" if i < 5 else "fog", gt, ground_truth=gt, teacher=gt if i % 2 else None)
+        full = ev.window_metrics()
+        assert (full is not None) == (i == 3)
+    assert ev.window_metrics() is None  # 2 frames left: not a full window
+    last = ev.window_metrics(final=True)
+    assert last["frames"] == 2 and last["teacher_frames"] == 1 and last["end_frame"] == 6
+    assert last["student_miou"] == 1.0 and ev.last_domain == "fog"
+    assert ev.window_metrics(final=True) is None  # closed: the next call has nothing
+    assert ev.summary()["frames"] == 6  # the overall counts are untouched
+
+
+def test_a_stream_shorter_than_the_window_gets_one_window():
+    ev = StreamingEvaluator(EvaluatorConfig(num_classes=3, window=100))
+    gt = np.zeros((2, 2), np.uint8)
+    for _ in range(7):
+        ev.update("log", gt, ground_truth=gt, teacher=gt)
+        assert ev.window_metrics() is None
+    window = ev.window_metrics(final=True)
+    assert window["frames"] == 7 and window["teacher_miou"] == 1.0
+    ev.reset()
+    assert ev.last_domain is None and ev.window_metrics(final=True) is None
