@@ -43,7 +43,7 @@ def _copy_sources(to: Path) -> None:
     ("perception/labels.py", "from sim import world", "Only stream uses sim"),
     ("sim/towns.py", "from perception import labels", "sim is at the bottom"),
     ("learners/scheduler.py", "import ray", "Only the Ray module imports ray"),
-    ("stream/pipeline.py", "import ray", "Only the Ray module imports ray"),
+    ("stream/local.py", "import ray", "Only the Ray module imports ray"),
 ])
 def test_a_breaking_import_is_caught_and_named(tmp_path, module, line, contract):
     _copy_sources(tmp_path)

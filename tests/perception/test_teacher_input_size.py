@@ -119,7 +119,7 @@ def test_espnetv2_at_480x352_on_a_camvid_frame_matches_the_bench(shared_data):
 
 
 def test_build_teacher_passes_the_input_size():
-    from stream.pipeline import build_teacher
+    from stream.builders import build_teacher
 
     teacher = build_teacher(load_config(None, ["teacher.input_size=64x48", "teacher.device=cpu"]))
     assert isinstance(teacher, GridAlignedTeacher) and teacher.teacher.input_size == (48, 64)

@@ -95,7 +95,7 @@ def test_camvid_config_cuts_no_source_short():
 
 @pytest.mark.shared_data
 def test_camvid_config_works_from_another_folder(shared_data, tmp_path, monkeypatch):
-    from stream.pipeline import build_student
+    from stream.builders import build_student
     from stream.sources import open_source
 
     monkeypatch.chdir(tmp_path)

@@ -4,25 +4,32 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from learners.records import EvalRecord
+from learners.records import LearnerOutput
 from perception.evaluator import EvaluatorConfig
 from stream.evaluation import FrameEvaluator
+from stream.frame import GroundTruth
 from stream.report import write_report
 
 
-def _records(start: int, stop: int, domain: str, teacher_every: int = 2) -> list[EvalRecord]:
+def _records(start: int, stop: int, domain: str, teacher_every: int = 2) -> tuple[list[GroundTruth], list[LearnerOutput]]:
+    """(ground truth, learner outputs) of frames start..stop-1."""
     gt = np.zeros((6, 8), np.uint8)
     gt[3:] = 1
     student = gt.copy()
     student[:, :2] = 2
     teacher = gt.copy()
     teacher[:, -1] = 2  # the teacher is wrong elsewhere, so the three curves differ
-    return [EvalRecord(i, domain, student, gt, teacher if i % teacher_every == 0 else None) for i in range(start, stop)]
+    return ([GroundTruth(i, domain, gt) for i in range(start, stop)],
+            [LearnerOutput(i, student, teacher if i % teacher_every == 0 else None) for i in range(start, stop)])
+
+
+def _both(*parts: tuple[list, list]) -> tuple[list, list]:
+    return [t for p in parts for t in p[0]], [o for p in parts for o in p[1]]
 
 
 def test_a_log_shorter_than_the_window_gives_one_partial_window():
     evaluator = FrameEvaluator(EvaluatorConfig(window=100))
-    assert evaluator.update(_records(0, 37, "log")) == []
+    assert evaluator.update(*_records(0, 37, "log")) == []
     (window,) = evaluator.finish()
     assert window["partial"] is True and window["frames"] == 37 and window["frame_end"] == 37
     assert window["domain"] == "log" and window["teacher_frames"] == 19
@@ -33,7 +40,7 @@ def test_a_log_shorter_than_the_window_gives_one_partial_window():
 
 def test_the_frames_after_the_last_full_window_are_not_dropped():
     evaluator = FrameEvaluator(EvaluatorConfig(window=10))
-    windows = evaluator.update(_records(0, 20, "a") + _records(20, 23, "b"))
+    windows = evaluator.update(*_both(_records(0, 20, "a"), _records(20, 23, "b")))
     assert [w["frame_end"] for w in windows] == [10, 20] and "partial" not in windows[0]
     (last,) = evaluator.finish()
     assert (last["frames"], last["frame_end"], last["domain"]) == (3, 23, "b")
@@ -42,7 +49,7 @@ def test_the_frames_after_the_last_full_window_are_not_dropped():
 
 def test_a_full_last_window_leaves_nothing_to_finish():
     evaluator = FrameEvaluator(EvaluatorConfig(window=5))
-    assert len(evaluator.update(_records(0, 10, "a"))) == 2
+    assert len(evaluator.update(*_records(0, 10, "a"))) == 2
     assert evaluator.finish() == []
 
 
@@ -54,7 +61,7 @@ def _blue_pixels(path) -> int:
 
 def test_the_report_draws_a_single_partial_window(tmp_path):
     evaluator = FrameEvaluator(EvaluatorConfig(window=100))
-    evaluator.update(_records(0, 40, "log"))
+    evaluator.update(*_records(0, 40, "log"))
     metrics = evaluator.finish()
     one = write_report(tmp_path / "one.png", metrics, [], [(0, "log")], [], "one window")
     assert one.is_file()
@@ -67,7 +74,7 @@ def test_the_report_draws_a_single_partial_window(tmp_path):
 
 def test_the_report_still_draws_many_windows(tmp_path):
     evaluator = FrameEvaluator(EvaluatorConfig(window=10))
-    metrics = evaluator.update(_records(0, 50, "a") + _records(50, 95, "b")) + evaluator.finish()
+    metrics = evaluator.update(*_both(_records(0, 50, "a"), _records(50, 95, "b"))) + evaluator.finish()
     assert metrics[-1]["partial"] and len(metrics) == 10
     path = write_report(tmp_path / "many.png", metrics, [{"kind": "drift", "index": 52}], [(0, "a"), (50, "b")], [50], "t")
     assert _blue_pixels(path) > 500
