@@ -69,13 +69,17 @@ Pack = list[Any]
 """A read's observations: :class:`Observation` s, or :class:`RingFrame` s with a frame ring."""
 
 
+class PrefetchStopped(RuntimeError):
+    """A read was waiting for the prefetcher's next frame when it was stopped (the ingest closed)."""
+
+
 class PrefetchIterator:
     """Iterates a source in a background thread, up to ``depth`` frames ahead of the reader.
 
     Decoding (OpenCV releases the GIL) then overlaps with the reader's work on the previous
     frames. Frames come out in the source's order; an error raised by the source is raised by
     ``next`` after the frames before it. ``stop()`` ends the thread (the source is not closed:
-    its owner closes it).
+    its owner closes it), and a reader waiting in ``next`` gets :class:`PrefetchStopped`.
 
     Example:
         >>> it = PrefetchIterator(iter(range(5)), depth=2)
@@ -129,7 +133,14 @@ class PrefetchIterator:
     def __next__(self) -> Any:
         if self.finished:
             raise StopIteration
-        item = self.queue.get()
+        while True:
+            try:
+                item = self.queue.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if self.stopped.is_set():  # stopped while the reader waited: end it, do not hang
+                    self.finished = True
+                    raise PrefetchStopped("the prefetcher was stopped while a read waited for a frame") from None
         if item is self._END:
             self.finished = True
             if self.error is not None:
