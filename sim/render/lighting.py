@@ -27,43 +27,48 @@ from sim.render.noise import mix, smoothstep, value_noise
 from sim.render.raster import project, to_camera
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def sky(dx, dy, dz, env, clouds, time):  # pragma: no cover - numba
     """Sky radiance for a unit view direction: gradient, sun glow and disc, optional clouds."""
+    # every env read comes first: see "array arguments" in sim.render.noise
+    hor_r, hor_g, hor_b = env[E_HORIZON], env[E_HORIZON + 1], env[E_HORIZON + 2]
+    zen_r, zen_g, zen_b = env[E_ZENITH], env[E_ZENITH + 1], env[E_ZENITH + 2]
+    cs = dx * env[E_SUN_DIR] + dy * env[E_SUN_DIR + 1] + dz * env[E_SUN_DIR + 2]
+    glow_pow = env[E_GLOW_POW]
+    glow_r, glow_g, glow_b = env[E_GLOW], env[E_GLOW + 1], env[E_GLOW + 2]
+    disc = env[E_SUN_DISC]
+    cover = env[E_CLOUD]
+    cloud_r, cloud_g, cloud_b = env[E_CLOUD_COL], env[E_CLOUD_COL + 1], env[E_CLOUD_COL + 2]
     e = dz if dz > 0.0 else 0.0
     t = math.sqrt(e) * (2.0 - math.sqrt(e))
-    r = mix(env[E_HORIZON], env[E_ZENITH], t)
-    g = mix(env[E_HORIZON + 1], env[E_ZENITH + 1], t)
-    b = mix(env[E_HORIZON + 2], env[E_ZENITH + 2], t)
-    cs = dx * env[E_SUN_DIR] + dy * env[E_SUN_DIR + 1] + dz * env[E_SUN_DIR + 2]
-    if cs > 0.0 and env[E_GLOW_POW] > 0.0:
-        gl = cs ** env[E_GLOW_POW]
-        r += env[E_GLOW] * gl
-        g += env[E_GLOW + 1] * gl
-        b += env[E_GLOW + 2] * gl
+    r = mix(hor_r, zen_r, t)
+    g = mix(hor_g, zen_g, t)
+    b = mix(hor_b, zen_b, t)
+    if cs > 0.0 and glow_pow > 0.0:
+        gl = cs**glow_pow
+        r += glow_r * gl
+        g += glow_g * gl
+        b += glow_b * gl
         if cs > 0.9993:
-            r += env[E_SUN_DISC]
-            g += env[E_SUN_DISC] * 0.95
-            b += env[E_SUN_DISC] * 0.85
-    cover = env[E_CLOUD]
+            r += disc
+            g += disc * 0.95
+            b += disc * 0.85
     if clouds and cover > 0.0 and dz > 0.015:
         px = dx / dz * 0.6 + time * 0.01
         py = dy / dz * 0.6
         n = 0.65 * value_noise(px, py, 7) + 0.35 * value_noise(px * 2.7, py * 2.7, 8)
         a = smoothstep(1.0 - cover, 1.0 - cover + 0.3, n) * smoothstep(0.015, 0.12, dz)
         shade = 0.8 + 0.25 * n
-        r = mix(r, env[E_CLOUD_COL] * shade, a)
-        g = mix(g, env[E_CLOUD_COL + 1] * shade, a)
-        b = mix(b, env[E_CLOUD_COL + 2] * shade, a)
+        r = mix(r, cloud_r * shade, a)
+        g = mix(g, cloud_g * shade, a)
+        b = mix(b, cloud_b * shade, a)
     return r, g, b
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def sun_and_ambient(nx, ny, nz, env):  # pragma: no cover - numba
     """Irradiance of a surface with unit normal n from the sun and the sky's ambient."""
-    sun = nx * env[E_SUN_DIR] + ny * env[E_SUN_DIR + 1] + nz * env[E_SUN_DIR + 2]
-    if sun < 0.0:
-        sun = 0.0
+    sun = max(nx * env[E_SUN_DIR] + ny * env[E_SUN_DIR + 1] + nz * env[E_SUN_DIR + 2], 0.0)
     amb = 0.62 + 0.38 * nz
     lr = env[E_AMB] * amb + env[E_SUN_COL] * sun
     lg = env[E_AMB + 1] * amb + env[E_SUN_COL + 1] * sun
@@ -71,7 +76,7 @@ def sun_and_ambient(nx, ny, nz, env):  # pragma: no cover - numba
     return lr, lg, lb
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def headlight(px, py, pz, nx, ny, nz, head, head_i, cos_in, cos_out, head_d0):  # pragma: no cover - numba
     """Irradiance (r, g, b) of the ego's headlight cone (warm white) at point p with normal n.
 
@@ -145,7 +150,7 @@ def lamp_rows(lbox, n_lamps, height):  # pragma: no cover - numba
     return row_count, row_lamps
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def street_lamp(li, px, py, pz, nx, ny, nz, vx, vy, vz, spec, lamps, lights, lamp_d0):  # pragma: no cover - numba
     """Light of street lamp ``li`` at point p (normal n, unit view ray v).
 
@@ -153,11 +158,12 @@ def street_lamp(li, px, py, pz, nx, ny, nz, vx, vy, vz, spec, lamps, lights, lam
     colour) and, on wet ground (``spec`` > 0), the Blinn highlight it leaves there (an
     emission, times the lamp colour; 0 elsewhere).
     """
+    intensity = lamps[li, L_I]  # every lamps read comes first: see "array arguments" in sim.render.noise
+    rad = lamps[li, L_RAD]
     qx = lamps[li, L_X] - px
     qy = lamps[li, L_Y] - py
     qz = lamps[li, L_Z] - pz
     d2 = qx * qx + qy * qy + qz * qz
-    rad = lamps[li, L_RAD]
     if d2 > rad * rad:
         return False, 0.0, 0.0
     d = math.sqrt(d2) + 1e-6
@@ -168,7 +174,7 @@ def street_lamp(li, px, py, pz, nx, ny, nz, vx, vy, vz, spec, lamps, lights, lam
     down = qz / d  # street lights are cut-off luminaires: most light goes down
     if down < 0.0:
         down = 0.0
-    w = lamps[li, L_I] * lights * lam * fall * (0.15 + 0.85 * down * down) / (1.0 + d2 / (lamp_d0 * lamp_d0))
+    w = intensity * lights * lam * fall * (0.15 + 0.85 * down * down) / (1.0 + d2 / (lamp_d0 * lamp_d0))
     sp = 0.0
     if spec > 0.0:
         hvx = qx / d - vx
@@ -177,21 +183,19 @@ def street_lamp(li, px, py, pz, nx, ny, nz, vx, vy, vz, spec, lamps, lights, lam
         hn = math.sqrt(hvx * hvx + hvy * hvy + hvz * hvz) + 1e-9
         hh = hvz / hn
         if hh > 0.9:
-            sp = spec * 3.0 * lamps[li, L_I] * lights * hh**40 * fall
+            sp = spec * 3.0 * intensity * lights * hh**40 * fall
     return True, w, sp
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def sky_reflection(cr, cg, cb, vx, vy, vz, nx, ny, nz, refl, refl_floor, env, time):  # pragma: no cover - numba
     """Add the mirrored sky (Schlick Fresnel, capped) to a shaded colour; ``v`` is the unit view ray."""
     dn = vx * nx + vy * ny + vz * nz
     mx = vx - 2.0 * dn * nx
     my = vy - 2.0 * dn * ny
     mz = vz - 2.0 * dn * nz
+    sr, sg, sb = sky(mx, my, max(mz, 0.02), env, False, time)
     fr = 1.0 + dn
-    fr = 0.04 + 0.96 * fr * fr * fr * fr * fr
-    if fr > 0.6:
-        fr = 0.6
-    sr, sg, sb = sky(mx, my, mz if mz > 0.02 else 0.02, env, False, time)
+    fr = min(0.04 + 0.96 * fr * fr * fr * fr * fr, 0.6)
     k = refl * (refl_floor + fr)
     return cr * (1.0 - k * 0.3) + sr * k, cg * (1.0 - k * 0.3) + sg * k, cb * (1.0 - k * 0.3) + sb * k

@@ -41,25 +41,25 @@ NO_ROAD_EDGE = 10.0  # road_edge of everything that is not a road (metres; far f
 # ---- texture laws ---------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def asphalt_grain(x, y):  # pragma: no cover - numba
     """Brightness factor of asphalt at ground point (x, y): patches times grit."""
     return (0.84 + 0.3 * value_noise(x * 0.7, y * 0.7, 21)) * (0.86 + 0.28 * cell_noise(x, y, 11.0, 22))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def paint_grain(x, y):  # pragma: no cover - numba
     """Brightness factor of road paint (markings, crossing stripes)."""
     return 0.8 + 0.2 * value_noise(x * 2.0, y * 2.0, 23)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def plain_grain(x, y, scale, seed):  # pragma: no cover - numba
     """Brightness factor of plain surfaces (kerbs, poles, misc): one random tone per cell."""
     return 0.88 + 0.24 * cell_noise(x, y, scale, seed)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def lit_window(icol, irow, seed, lights, share, base):  # pragma: no cover - numba
     """Glow of window (icol, irow) at night: 0 for the dark ones, ``share`` of them lit."""
     if lights > 0.0 and lattice_hash(icol, irow, seed + 3) < share:
@@ -70,7 +70,7 @@ def lit_window(icol, irow, seed, lights, share, base):  # pragma: no cover - num
 # ---- ground -----------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def terrain_surface(px, py, palette):  # pragma: no cover - numba
     """The bare ground plane (grass) at (px, py)."""
     n1 = value_noise(px * 0.3, py * 0.3, 11)
@@ -81,9 +81,10 @@ def terrain_surface(px, py, palette):  # pragma: no cover - numba
     return (TERRAIN, ar, ag, ab, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.3, True, False, SNOW_TERRAIN, NO_ROAD_EDGE)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def decal_surface(di, px, py, decal_attr, palette):  # pragma: no cover - numba
     """Ground decal ``di`` (road, marking, crossing, paving, kerb) at (px, py)."""
+    # every array read comes first: see "array arguments" in sim.render.noise
     cls = np.int64(decal_attr[di, D_CLS])
     tex = np.int64(decal_attr[di, D_TEX])
     ar, ag, ab = decal_attr[di, D_R], decal_attr[di, D_G], decal_attr[di, D_B]
@@ -91,21 +92,24 @@ def decal_surface(di, px, py, decal_attr, palette):  # pragma: no cover - numba
     qy = py - decal_attr[di, D_OY]
     lu = qx * decal_attr[di, D_UX] + qy * decal_attr[di, D_UY]
     lv = qx * decal_attr[di, D_VX] + qy * decal_attr[di, D_VY]
+    half_width = decal_attr[di, D_P0]
+    seed = np.int64(decal_attr[di, D_SEED])
+    asphalt_r, asphalt_g, asphalt_b = palette[P_ASPHALT], palette[P_ASPHALT + 1], palette[P_ASPHALT + 2]
     road_edge = NO_ROAD_EDGE
     if tex == T_ASPHALT:
         k = asphalt_grain(px, py)
         ar, ag, ab = ar * k, ag * k, ab * k
         snow_kind = SNOW_ROAD
-        road_edge = decal_attr[di, D_P0] - abs(lv)
+        road_edge = half_width - abs(lv)
     elif tex == T_MARKING:
         k = paint_grain(px, py)
         ar, ag, ab = ar * k, ag * k, ab * k
         snow_kind = SNOW_ROAD
-        road_edge = decal_attr[di, D_P0]
+        road_edge = half_width
     elif tex == T_CROSSWALK:
         if (lu * 1.1) - math.floor(lu * 1.1) > 0.5:
             k = asphalt_grain(px, py)
-            ar, ag, ab = palette[P_ASPHALT] * k, palette[P_ASPHALT + 1] * k, palette[P_ASPHALT + 2] * k
+            ar, ag, ab = asphalt_r * k, asphalt_g * k, asphalt_b * k
         else:
             k = paint_grain(px, py)
             ar, ag, ab = ar * k, ag * k, ab * k
@@ -115,7 +119,7 @@ def decal_surface(di, px, py, decal_attr, palette):  # pragma: no cover - numba
         tv = lv * 2.2
         fu = tu - math.floor(tu)
         fv = tv - math.floor(tv)
-        k = 0.8 + 0.35 * lattice_hash(np.int64(math.floor(tu)), np.int64(math.floor(tv)), np.int64(decal_attr[di, D_SEED]))
+        k = 0.8 + 0.35 * lattice_hash(np.int64(math.floor(tu)), np.int64(math.floor(tv)), seed)
         if fu < 0.08 or fv < 0.08:
             k *= 0.62
         ar, ag, ab = ar * k, ag * k, ab * k
@@ -130,16 +134,16 @@ def decal_surface(di, px, py, decal_attr, palette):  # pragma: no cover - numba
 # ---- boxes ------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
-def _facade(brick, face, fu, fw, hb, seed, floor_h, spacing, ar, ag, ab, palette, lights):  # pragma: no cover
-    """Brick or modern facade (windows by floor and column, lit at night) or the roof.
+@njit(cache=True, nogil=True, inline="always")
+def _facade(brick, face, fu, fw, hb, seed, floor_h, spacing, ar, ag, ab, roof_r, roof_g, roof_b, lights):  # pragma: no cover
+    """Brick or modern facade (windows by floor and column, lit at night) or the roof (colour ``roof_*``).
 
     Returns (ar, ag, ab, er, eg, eb, refl).
     """
     er, eg, eb = 0.0, 0.0, 0.0
     refl = 0.0
     if face == 4:
-        return palette[P_ROOF], palette[P_ROOF + 1], palette[P_ROOF + 2], er, eg, eb, refl
+        return roof_r, roof_g, roof_b, er, eg, eb, refl
     ncol = max(1.0, math.floor(2.0 * fw / spacing))
     uu = (fu + fw) / (2.0 * fw) * ncol
     col = math.floor(uu)
@@ -204,7 +208,7 @@ def _facade(brick, face, fu, fw, hb, seed, floor_h, spacing, ar, ag, ab, palette
     return ar * k, ag * k, ab * k, er, eg, eb, refl
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _car_body(face, fu, fw, hb, hz, ar, ag, ab, lights):  # pragma: no cover - numba
     """Car paint with head and tail lamps, grille and dark sills. Returns (ar, ag, ab, er, eg, eb, refl)."""
     er, eg, eb = 0.0, 0.0, 0.0
@@ -227,7 +231,7 @@ def _car_body(face, fu, fw, hb, hz, ar, ag, ab, lights):  # pragma: no cover - n
     return ar, ag, ab, er, eg, eb, refl
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _sign_face(a, b, seed):  # pragma: no cover - numba
     """Albedo of a traffic sign's front at face coordinates (a, b) in [-1, 1]: five sign kinds."""
     kind = np.int64(lattice_hash(seed, 3, 3) * 5.0)
@@ -265,22 +269,27 @@ def _sign_face(a, b, seed):  # pragma: no cover - numba
     return 0.82, 0.82, 0.82
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def box_surface(bi, face, px, py, pz, boxes, palette, lights):  # pragma: no cover - numba
     """Face ``face`` of box ``bi`` (buildings, cars, people, poles, signs, lamps, hedges) at (px, py, pz)."""
+    # every array read comes first: see "array arguments" in sim.render.noise
     cls = np.int64(boxes[bi, B_CLS])
     tex = np.int64(boxes[bi, B_TEX])
     ar, ag, ab = boxes[bi, B_R], boxes[bi, B_G], boxes[bi, B_B]
-    er, eg, eb = 0.0, 0.0, 0.0
-    refl = 0.0
     c = boxes[bi, B_COS]
     s = boxes[bi, B_SIN]
     hx, hy, hz = boxes[bi, B_HX], boxes[bi, B_HY], boxes[bi, B_HZ]
     qx = px - boxes[bi, B_CX]
     qy = py - boxes[bi, B_CY]
+    lz = pz - boxes[bi, B_CZ]
+    seed = np.int64(boxes[bi, B_P0])
+    p1, p2 = boxes[bi, B_P1], boxes[bi, B_P2]
+    emit = boxes[bi, B_EMIT]
+    roof_r, roof_g, roof_b = palette[P_ROOF], palette[P_ROOF + 1], palette[P_ROOF + 2]
+    er, eg, eb = 0.0, 0.0, 0.0
+    refl = 0.0
     lx = qx * c + qy * s
     ly = -qx * s + qy * c
-    lz = pz - boxes[bi, B_CZ]
     hb = lz + hz  # height above the box bottom
     nx, ny, nz = box_face_normal(face, c, s)
     # face coordinates: fu across the face (half width fw), hb up
@@ -292,10 +301,9 @@ def box_surface(bi, face, px, py, pz, boxes, palette, lights):  # pragma: no cov
         fu, fw = -lx, hx
     else:
         fu, fw = lx, hx
-    seed = np.int64(boxes[bi, B_P0])
     if tex == T_BRICK or tex == T_MODERN:
-        ar, ag, ab, er, eg, eb, refl = _facade(tex == T_BRICK, face, fu, fw, hb, seed, boxes[bi, B_P1], boxes[bi, B_P2],
-                                               ar, ag, ab, palette, lights)
+        ar, ag, ab, er, eg, eb, refl = _facade(tex == T_BRICK, face, fu, fw, hb, seed, p1, p2, ar, ag, ab, roof_r, roof_g,
+                                               roof_b, lights)
     elif tex == T_CAR_BODY:
         ar, ag, ab, er, eg, eb, refl = _car_body(face, fu, fw, hb, hz, ar, ag, ab, lights)
     elif tex == T_CAR_CABIN:
@@ -335,7 +343,6 @@ def box_surface(bi, face, px, py, pz, boxes, palette, lights):  # pragma: no cov
     else:  # T_PLAIN: poles, misc
         k = plain_grain(fu, hb, 3.0, seed)
         ar, ag, ab = ar * k, ag * k, ab * k
-    emit = boxes[bi, B_EMIT]
     return (cls, ar, ag, ab, er * emit, eg * emit, eb * emit, nx, ny, nz, refl, 0.3, False, face == 4, 0,
             NO_ROAD_EDGE)
 
@@ -343,7 +350,7 @@ def box_surface(bi, face, px, py, pz, boxes, palette, lights):  # pragma: no cov
 # ---- spheres ----------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def sphere_surface(si, px, py, pz, spheres, snow):  # pragma: no cover - numba
     """Sphere ``si`` (tree crowns: foliage, with snow on top) at (px, py, pz)."""
     cls = np.int64(spheres[si, S_CLS])

@@ -22,7 +22,7 @@ from sim.render.layout import E_AMB, E_PRECIP, E_PRECIP_KIND, E_WIND, LUT_SCALE
 from sim.render.noise import lattice_hash, mix
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def to_display(radiance, lut, lut_max):  # pragma: no cover - numba
     """Display value (uint8) of one linear radiance channel through the tone LUT ``lut``."""
     return lut[min(max(int(radiance * LUT_SCALE), 0), lut_max)]

@@ -11,8 +11,8 @@ pixel (u, v) has its centre at (u + 0.5, v + 0.5).
 Example:
     >>> import numpy as np
     >>> cam = camera_array((0.0, 0.0, 1.5), yaw=np.pi / 2, pitch=0.0, width=8, height=4, fov_deg=90.0)
-    >>> to_camera(0.0, 10.0, -1.5, cam)  # a point 10 m ahead on the ground: (right, down, forward)
-    (0.0, 1.5, 10.0)
+    >>> [round(x, 9) + 0.0 for x in to_camera(0.0, 10.0, -1.5, cam)]  # 10 m ahead on the ground: (right, down, forward)
+    [0.0, 1.5, 10.0]
     >>> project(0.0, 1.5, 10.0, cam)  # its pixel position
     (4.0, 2.6)
 """
@@ -65,13 +65,13 @@ def camera_array(
 
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def image_plane(i, centre, f):  # pragma: no cover - numba
     """Normalised image coordinate of the centre of pixel column/row ``i`` (``x / z`` or ``y / z``)."""
     return (i + 0.5 - centre) / f
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def view_ray(xn, yn, cam):  # pragma: no cover - numba
     """World direction through image-plane point (xn, yn), scaled so its forward component is 1."""
     wx = xn * cam[C_RIGHT] + yn * cam[C_DOWN] + cam[C_FWD]
@@ -80,7 +80,7 @@ def view_ray(xn, yn, cam):  # pragma: no cover - numba
     return wx, wy, wz
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def to_camera(ox, oy, oz, cam):  # pragma: no cover - numba
     """Rotate a world offset from the camera into camera space: (right, down, forward)."""
     xc = ox * cam[C_RIGHT] + oy * cam[C_RIGHT + 1] + oz * cam[C_RIGHT + 2]
@@ -89,14 +89,14 @@ def to_camera(ox, oy, oz, cam):  # pragma: no cover - numba
     return xc, yc, zc
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def project(xc, yc, zc, cam):  # pragma: no cover - numba
     """Pixel position (u, v) of a camera-space point in front of the camera."""
     f = cam[C_F]
     return cam[C_CU] + f * xc / zc, cam[C_CV] + f * yc / zc
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def box_face_normal(face, c, s):  # pragma: no cover - numba
     """Outward world normal of box face 0..5 (+heading, -heading, +left, -left, top, bottom).
 
@@ -226,13 +226,13 @@ def _fill(qx, qy, qz, m, cam, zbuf, idbuf, pid, with_depth, ncx, ncy, ncz, dd, m
                     idbuf[v, u] = pid
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _project_polygon(wx, wy, wz, k, cam, px, py, pz):  # pragma: no cover - numba
     """Store world offset (wx, wy, wz) from the camera as camera-space vertex ``k``."""
     px[k], py[k], pz[k] = to_camera(wx, wy, wz, cam)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _outside_frustum(xc, yc, zc, r, near, far, tx, ty, kx, ky):  # pragma: no cover - numba
     """True when a bounding sphere (camera-space centre, radius r) misses the view frustum."""
     if zc + r < near or zc - r > far:

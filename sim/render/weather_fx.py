@@ -31,7 +31,7 @@ from sim.render.noise import cell_noise, mix, mix3, smoothstep, value_noise
 # ---- fog ----------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def fog_transmittance(beta, dist, start):  # pragma: no cover - numba
     """Fraction of the scene radiance that survives ``dist`` metres of fog starting at ``start``."""
     d = dist - start
@@ -40,13 +40,13 @@ def fog_transmittance(beta, dist, start):  # pragma: no cover - numba
     return math.exp(-beta * d)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def fog_blend(radiance, air, t):  # pragma: no cover - numba
     """The fog law for one channel: ``J t + A (1 - t)``."""
     return radiance * t + air * (1.0 - t)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def fog_rgb(r, g, b, t, env):  # pragma: no cover - numba
     """:func:`fog_blend` of a colour with the environment's airlight."""
     return fog_blend(r, env[E_AIR], t), fog_blend(g, env[E_AIR + 1], t), fog_blend(b, env[E_AIR + 2], t)
@@ -70,7 +70,7 @@ def apply_fog(radiance, dist, beta, start, air):  # pragma: no cover - numba
 # ---- snow and rain on surfaces ------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def snow_on_ground(ar, ag, ab, px, py, snow_kind, road_edge, snow):  # pragma: no cover - numba
     """Snow cover of ground point (px, py) by ground kind; returns the new albedo."""
     if snow_kind == SNOW_TERRAIN:
@@ -86,7 +86,7 @@ def snow_on_ground(ar, ag, ab, px, py, snow_kind, road_edge, snow):  # pragma: n
     return mix3(ar, ag, ab, sc, sc, sc + 0.03, c)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def wet_ground(ar, ag, ab, px, py, snow_kind, wet, puddles):  # pragma: no cover - numba
     """Rain on ground point (px, py): darker albedo and a water film.
 
@@ -100,7 +100,7 @@ def wet_ground(ar, ag, ab, px, py, snow_kind, wet, puddles):  # pragma: no cover
     return ar * k, ag * k, ab * k, spec
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def snow_on_crown(ar, ag, ab, nz, k, snow):  # pragma: no cover - numba
     """Snow on the upper part (normal z ``nz``) of a tree crown of foliage brightness ``k``."""
     if nz > 0.35:
@@ -109,7 +109,7 @@ def snow_on_crown(ar, ag, ab, nz, k, snow):  # pragma: no cover - numba
     return ar, ag, ab
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def surface_weather(ar, ag, ab, refl, refl_floor, px, py, nz, ground, top, snow_kind, road_edge, snow, wet,
                     puddles):  # pragma: no cover - numba
     """Snow and rain on a surface record's albedo and reflectivity.
