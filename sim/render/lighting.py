@@ -20,8 +20,8 @@ import numpy as np
 from numba import njit
 
 from sim.render.layout import (
-    C_FWD, C_POS, E_AMB, E_CLOUD, E_CLOUD_COL, E_GLOW, E_GLOW_POW, E_HORIZON, E_SUN_COL, E_SUN_DIR, E_SUN_DISC, E_ZENITH, L_B,
-    L_G, L_I, L_R, L_RAD, L_X, L_Y, L_Z,
+    C_FWD, C_POS, E_AMB, E_CLOUD, E_CLOUD_COL, E_GLOW, E_GLOW_POW, E_HORIZON, E_SUN_COL, E_SUN_DIR, E_SUN_DISC,
+    E_ZENITH, L_I, L_RAD, L_X, L_Y, L_Z,
 )
 from sim.render.noise import mix, smoothstep, value_noise
 from sim.render.raster import project, to_camera

@@ -135,7 +135,8 @@ def decal_surface(di, px, py, decal_attr, palette):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _facade(brick, face, fu, fw, hb, seed, floor_h, spacing, ar, ag, ab, roof_r, roof_g, roof_b, lights):  # pragma: no cover
+def _facade(brick, face, fu, fw, hb, seed, floor_h, spacing, ar, ag, ab, roof_r, roof_g, roof_b,
+            lights):  # pragma: no cover - numba
     """Brick or modern facade (windows by floor and column, lit at night) or the roof (colour ``roof_*``).
 
     Returns (ar, ag, ab, er, eg, eb, refl).
@@ -302,8 +303,8 @@ def box_surface(bi, face, px, py, pz, boxes, palette, lights):  # pragma: no cov
     else:
         fu, fw = lx, hx
     if tex == T_BRICK or tex == T_MODERN:
-        ar, ag, ab, er, eg, eb, refl = _facade(tex == T_BRICK, face, fu, fw, hb, seed, p1, p2, ar, ag, ab, roof_r, roof_g,
-                                               roof_b, lights)
+        ar, ag, ab, er, eg, eb, refl = _facade(tex == T_BRICK, face, fu, fw, hb, seed, p1, p2, ar, ag, ab,
+                                               roof_r, roof_g, roof_b, lights)
     elif tex == T_CAR_BODY:
         ar, ag, ab, er, eg, eb, refl = _car_body(face, fu, fw, hb, hz, ar, ag, ab, lights)
     elif tex == T_CAR_CABIN:

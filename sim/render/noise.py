@@ -5,11 +5,13 @@ directly.
 
 How the render helpers are written (every module of :mod:`sim.render`): a helper called
 per pixel is declared ``@njit(cache=True, nogil=True, inline="always")`` so numba pastes
-it into the kernel, and it takes scalars and returns a tuple. **Array arguments**: numba
-holds a reference count on an inlined helper's array argument until its last use, and it
-only removes those count updates when they sit in one branch-free block; so a helper that
-takes an array reads everything it needs from it first, before any ``if`` (a read inside a
-branch made the night frames 2-4 times slower).
+it into the kernel, and it returns a tuple of scalars. The tiny functions here stay plain
+``njit`` (LLVM inlines them, and pasting them at every call would only slow the first
+compile). **Array arguments**: numba holds a reference count on an inlined helper's
+array argument until its last use, and it only removes those count updates when they sit
+in one branch-free block; so a helper that takes an array reads everything it needs from
+it first, before any ``if`` (a read inside a branch made the night frames 2-4 times
+slower).
 
 Example:
     >>> from sim.render.noise import lattice_hash, mix, smoothstep, value_noise
@@ -28,7 +30,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def lattice_hash(ix, iy, seed):  # pragma: no cover - numba
     """Integer hash of a lattice point to [0, 1)."""
     h = (ix * 374761393 + iy * 668265263 + seed * 2246822519) & 0xFFFFFFFF
@@ -37,7 +39,7 @@ def lattice_hash(ix, iy, seed):  # pragma: no cover - numba
     return h * (1.0 / 4294967296.0)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def value_noise(x, y, seed):  # pragma: no cover - numba
     """Smooth value noise in [0, 1) on a unit lattice."""
     fx = math.floor(x)
@@ -55,13 +57,13 @@ def value_noise(x, y, seed):  # pragma: no cover - numba
     return (a + (b - a) * tx) * (1.0 - ty) + (c + (d - c) * tx) * ty
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def cell_noise(x, y, scale, seed):  # pragma: no cover - numba
     """White noise per cell of size 1/scale."""
     return lattice_hash(np.int64(math.floor(x * scale)), np.int64(math.floor(y * scale)), seed)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def smoothstep(e0, e1, x):  # pragma: no cover - numba
     """Hermite step from 0 at ``e0`` to 1 at ``e1`` (either order), clamped."""
     t = (x - e0) / (e1 - e0)
@@ -72,13 +74,13 @@ def smoothstep(e0, e1, x):  # pragma: no cover - numba
     return t * t * (3.0 - 2.0 * t)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def mix(a, b, w):  # pragma: no cover - numba
     """Linear blend ``a (1 - w) + b w``: the one cover law of snow, clouds, sky gradient and drops."""
     return a * (1.0 - w) + b * w
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def mix3(r, g, b, tr, tg, tb, w):  # pragma: no cover - numba
     """:func:`mix` of a colour towards a target colour."""
     return mix(r, tr, w), mix(g, tg, w), mix(b, tb, w)

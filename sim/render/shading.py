@@ -32,7 +32,9 @@ from sim.render.layout import (
     C_CU, C_CV, C_F, C_POS, E_BETA, E_FOG_START, E_HEAD_COS_IN, E_HEAD_COS_OUT, E_HEAD_D0, E_HEAD_I, E_LAMP_D0,
     E_LIGHTS, E_PUDDLE, E_SNOW, E_WET, L_B, L_G, L_R, SKY, SKY_DEPTH,
 )
-from sim.render.lighting import headlight, lamp_rows, lamp_screen_boxes, sky, sky_reflection, street_lamp, sun_and_ambient
+from sim.render.lighting import (
+    headlight, lamp_rows, lamp_screen_boxes, sky, sky_reflection, street_lamp, sun_and_ambient,
+)
 from sim.render.materials import box_surface, decal_surface, sphere_surface, terrain_surface
 from sim.render.post import precipitation, to_display
 from sim.render.raster import image_plane, view_ray

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from sim.render.layout import E_AIR, SNOW_ROAD, SNOW_SIDEWALK, SNOW_TERRAIN
-from sim.render.noise import cell_noise, mix, mix3, smoothstep, value_noise
+from sim.render.noise import cell_noise, mix3, smoothstep, value_noise
 
 
 # ---- fog ----------------------------------------------------------------------------------------
