@@ -8,6 +8,9 @@ import pytest
 
 from sim import render as R
 from sim.actors import box_table
+from sim.render import drop_stale_kernel_cache
+from sim.render.lighting import sky
+from sim.render.weather_fx import fog_blend, fog_transmittance
 from sim.weather import WEATHER_PRESETS, environment, tone_lut
 
 W, H = 64, 32
@@ -166,3 +169,73 @@ def test_camera_array_is_orthonormal():
     basis = np.stack([cam[3:6], cam[6:9], cam[9:12]])
     np.testing.assert_allclose(basis @ basis.T, np.eye(3), atol=1e-12)
     assert cam[R.C_F] == pytest.approx(128.0)
+
+
+def test_kernel_fog_is_apply_fog_on_sky_and_surfaces():
+    # one fog law: the shaded sky and a plain surface, rebuilt in numpy around R.apply_fog, match exactly
+    w = WEATHER_PRESETS["fog"]
+    env, lut = environment(w), tone_lut(w)
+    assert env[R.E_BETA] > 0.0 and env[R.E_FOG_START] > 0.0
+    assert env[R.E_LIGHTS] == 0.0 and env[R.E_SNOW] == 0.0 and env[R.E_PRECIP] == 0.0  # no lamps, snow or rain
+    cam = _camera(pitch=math.radians(-6.0))
+    albedo = np.array([0.3, 0.25, 0.2])
+    # a wide flat slab under the camera; the cabin texture leaves its top face plain
+    slab = box_table(0.0, 30.0, -0.5, 40.0, 40.0, 1.0, math.pi / 2, R.CAR, albedo, R.T_CAR_CABIN)
+    zbuf, ids = _raster(cam, boxes=slab)
+    rgb, label, depth = _shade(cam, ids, zbuf, boxes=slab, weather="fog")
+    sky_px, top_px = ids == -1, ids == 1 + 4  # box 0, face 4 (top)
+    assert sky_px.sum() > 100 and top_px.sum() > 100
+
+    f, cu, cv = cam[R.C_F], cam[R.C_CU], cam[R.C_CV]
+    u, v = np.meshgrid(np.arange(W), np.arange(H))
+    xn, yn = (u + 0.5 - cu) / f, (v + 0.5 - cv) / f
+    wx = xn * cam[R.C_RIGHT] + yn * cam[R.C_DOWN] + cam[R.C_FWD]  # (H, W) view rays, forward component 1
+    wy = xn * cam[R.C_RIGHT + 1] + yn * cam[R.C_DOWN + 1] + cam[R.C_FWD + 1]
+    wz = xn * cam[R.C_RIGHT + 2] + yn * cam[R.C_DOWN + 2] + cam[R.C_FWD + 2]
+    wn = np.sqrt(wx * wx + wy * wy + wz * wz)  # (H, W)
+    air = env[R.E_AIR : R.E_AIR + 3]
+
+    def display(radiance):  # (N, 3) linear -> (N, 3) uint8 through the tone LUT
+        return lut[np.clip((radiance * R.LUT_SCALE).astype(np.int64), 0, lut.shape[0] - 1)]
+
+    # sky: the sky's radiance, fogged over SKY_DEPTH along the ray
+    vx, vy, vz = (c[sky_px] / wn[sky_px] for c in (wx, wy, wz))
+    sky_rad = np.array([sky(a, b, c, env, True, 0.0) for a, b, c in zip(vx, vy, vz)])  # (N, 3)
+    fogged = R.apply_fog(sky_rad, R.SKY_DEPTH * wn[sky_px], env[R.E_BETA], env[R.E_FOG_START], air)
+    assert np.array_equal(rgb[sky_px], display(fogged))
+    assert not np.array_equal(rgb[sky_px], display(sky_rad))  # the fog does change the sky
+    # slab top (normal up): wet-darkened albedo under ambient plus sun, fogged over its distance
+    sun = max(0.0 * env[R.E_SUN_DIR] + 0.0 * env[R.E_SUN_DIR + 1] + 1.0 * env[R.E_SUN_DIR + 2], 0.0)
+    light = env[R.E_AMB : R.E_AMB + 3] * (0.62 + 0.38 * 1.0) + env[R.E_SUN_COL : R.E_SUN_COL + 3] * sun
+    surface = albedo * (1.0 - 0.3 * env[R.E_WET]) * light  # (3,)
+    dist = zbuf[top_px].astype(np.float64) * wn[top_px]
+    fogged = R.apply_fog(np.tile(surface, (dist.shape[0], 1)), dist, env[R.E_BETA], env[R.E_FOG_START], air)
+    assert np.array_equal(rgb[top_px], display(fogged))
+    assert len(np.unique(rgb[top_px], axis=0)) > 3  # the fog grades the slab with distance
+    assert (label[top_px] == R.CAR).all() and np.array_equal(depth[top_px], zbuf[top_px])
+
+
+def test_fog_helpers_are_the_law():
+    # t = exp(-beta max(0, d - start)); I = J t + A (1 - t)
+    assert fog_transmittance(0.05, 1.0, 2.0) == 1.0  # before the fog starts nothing is lost
+    assert fog_transmittance(0.05, 12.0, 2.0) == math.exp(-0.05 * 10.0)
+    t = fog_transmittance(0.05, 12.0, 2.0)
+    assert fog_blend(0.2, 0.9, t) == 0.2 * t + 0.9 * (1.0 - t)
+    assert fog_blend(0.2, 0.9, 1.0) == 0.2 and fog_blend(0.2, 0.9, 0.0) == 0.9
+
+
+def test_drop_stale_kernel_cache_follows_the_sources(tmp_path):
+    (tmp_path / "kernel.py").write_text("x = 1\n")
+    (tmp_path / "helper.py").write_text("y = 2\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    assert drop_stale_kernel_cache(tmp_path)  # first sight: no stamp yet
+    (cache / "kernel.shade-10.py311.nbi").write_bytes(b"index")
+    (cache / "kernel.shade-10.py311.1.nbc").write_bytes(b"code")
+    (cache / "kernel.cpython-311.pyc").write_bytes(b"pyc")
+    assert not drop_stale_kernel_cache(tmp_path)  # unchanged sources: the cache stays
+    assert (cache / "kernel.shade-10.py311.nbi").exists()
+    (tmp_path / "helper.py").write_text("y = 3\n")  # a helper in another file changes
+    assert drop_stale_kernel_cache(tmp_path)
+    assert sorted(p.name for p in cache.iterdir()) == ["kernel.cpython-311.pyc", "kernel_sources.sha256"]
+    assert not drop_stale_kernel_cache(tmp_path)
