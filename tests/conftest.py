@@ -22,12 +22,24 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def ray_session():
-    """One Ray instance for every test marked ``ray`` (ray.init costs ~4 s and 0.5 GB here)."""
+def start_local_ray():
+    """The suite's local Ray instance (two CPUs, no dashboard), unless one is running."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    return ray
+
+
+@pytest.fixture(scope="session")
+def local_ray_starter():
+    """:func:`start_local_ray`, for a test that stops the suite's Ray instance and must bring it back."""
+    return start_local_ray
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One Ray instance for every test marked ``ray`` (ray.init costs ~4 s and 0.5 GB here)."""
+    ray = start_local_ray()
     yield ray
     ray.shutdown()
