@@ -25,7 +25,7 @@ What runs, all in this process (except the ingest actor):
 3. Speed: the student and the teacher network, same input size (960x704 and 480x352), same
    torch threads, batch 1, forward to full-size logits, interleaved, medians.
    ``student_speedup`` is the smaller teacher/student ratio of the two sizes.
-4. Ingest: one Ray :class:`stream.actors.IngestActor` decoding the 960x540 Udacity video,
+4. Ingest: one Ray ``stream.actors.IngestActor`` (:class:`stream.ingest.Ingest`) decoding the 960x540 Udacity video,
    the driver reading every frame, against a bare OpenCV decode loop over the same file
    (``bench/ingest.py``), alternating runs, medians. ``ingest_fps`` is the shared-memory
    frame ring (the Ray runner's transport on one machine); ``object_store_fps`` the
@@ -225,31 +225,41 @@ def measure_ingest(path: Path, repeats: int = 5, batch: int = 16, prefetch: int 
 
     from bench.ingest import measure_opencv_fps
     from stream.sources.video import default_decoder_threads
-    from stream.actors import IngestActor, PackReader
+    from stream.actors import IngestActor
+    from stream.framering import RingFrame, RingReaders, as_observation
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         config = load_config(None, [f"run.source=video:{path}", "run.frames=100000"])
 
         def actor_once(transport: str) -> tuple[int, float]:
-            actor = IngestActor.remote(config, prefetch=prefetch, transport=transport)
+            actor = IngestActor.remote(config, ring=transport == "ring", prefetch=prefetch)
             ray.get(actor.stats.remote())  # the actor is up and the video open
             frames = 0
-            packs = PackReader()
+            readers = RingReaders()
             start = time.perf_counter()
-            pending = deque([actor.read.remote(batch), actor.read.remote(batch)])
+
+            def read() -> tuple[Any, Any, Any]:
+                return actor.read.options(num_returns=3).remote(batch)
+
+            pending = deque([read(), read()])
             while pending:
-                items = ray.get(pending.popleft())
-                if not items:
+                pack_ref, _, manifest_ref = pending.popleft()
+                manifest = ray.get(manifest_ref)
+                if not manifest.frames:
                     continue
-                pending.append(actor.read.remote(batch))  # the actor works on the next batches meanwhile
-                for pack_ref, slot, *_ in items:  # every frame of the read shares one pack object
-                    frames += int(packs.frame(pack_ref, slot).image.shape[0] > 0)
-                packs.release(items[-1][0], items[-1][1])  # done with them: the ring may reuse their slots
+                if not manifest.ended:
+                    pending.append(read())  # the actor works on the next batches meanwhile
+                pack = ray.get(pack_ref)  # every frame of the read shares one pack object
+                for item in pack:
+                    frames += int(as_observation(item, readers).image.shape[0] > 0)
+                last = pack[-1]
+                if isinstance(last, RingFrame) and last.ring is not None:  # done with them: the ring may reuse their slots
+                    readers.get(last.ring).release(last.seq + 1)
             seconds = time.perf_counter() - start
-            ray.get(actor.close.remote())
+            ray.get(actor.close.options(concurrency_group="control").remote())
             ray.kill(actor)
-            packs.rings.close()
+            readers.close()
             return frames, seconds
 
         measure_opencv_fps(path, repeats=1)  # warm the file cache and the decoder

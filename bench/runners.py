@@ -49,10 +49,12 @@ def main() -> None:
                   f"(student mIoU {summary['student_miou']:.3f}, peak RSS {summary['peak_rss_mb']:.0f} MB)", flush=True)
     ray.shutdown()
     lf, rf = statistics.median(local_fps), statistics.median(ray_fps)
+    pair_ratios = [r / l for l, r in zip(local_fps, ray_fps)]  # each from a back-to-back pair
     same = all(summaries["local"][key] == summaries["ray"][key] for key in ("student_miou", "teacher_calls"))
     print(f"in-process (baseline) {lf:.1f} fps · ray {rf:.1f} fps · ratio {rf / lf:.2f} (target >= 0.9) · ray.init {ray_init_s:.1f} s")
     print(f"same student mIoU and teacher calls in both runners: {same}")
     print(json.dumps({"frames": args.frames, "local_fps": lf, "ray_fps": rf, "ratio": rf / lf, "target_ratio": 0.9,
+                      "pair_ratios": pair_ratios, "median_pair_ratio": statistics.median(pair_ratios),
                       "ray_init_s": ray_init_s, "same_metrics": same,
                       "local_peak_rss_mb": summaries["local"]["peak_rss_mb"], "ray_peak_rss_mb": summaries["ray"]["peak_rss_mb"]}))
 

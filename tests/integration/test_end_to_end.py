@@ -50,8 +50,48 @@ def test_short_tour_writes_the_whole_run_folder(tmp_path):
     assert [r["frame_end"] for r in rows] == [30, 60, 90, 120, 150, 180]
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     assert [e["index"] for e in events if e["kind"] == "checkpoint"] == [89, 179]
+    changes = [e for e in events if e["kind"] == "domain_change"]  # the source's own events reach the run folder
+    assert [e["index"] for e in changes] == summary["true_shifts"]
     assert (run / "report.png").stat().st_size > 10_000
     assert len(list((run / "checkpoints").glob("*.safetensors"))) == 2
+
+
+def test_corrupt_frames_and_a_short_log_reach_the_run_folder(tmp_path):
+    """A corrupt frame is skipped, counted and named in events.jsonl; a log shorter than a
+    window still gets its (partial) window; the summary says the frame limit did not cut it."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "log" / "frames"
+    folder.mkdir(parents=True)
+    for i in range(12):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), np.full((32, 64, 3), 10 * i, np.uint8))
+    (folder / "0005.png").write_bytes(b"damaged")
+    config = load_config(None, [f"run.source=images:{folder}", f"run.out={tmp_path / 'run'}", "evaluator.window=100",
+                                "sim.width=64", "sim.height=32"])
+    summary = run_local(config, progress=False)
+    assert summary["frames"] == 11 and summary["frames_skipped"] == 1 and summary["frame_limit_reached"] is False
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert any("0005.png" in json.dumps(e) for e in events), events
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["partial"] is True and rows[0]["frames"] == 11
+
+
+def test_teacher_calls_are_counted_once_per_frame():
+    from learners.records import StepResult
+    from stream.driver import RunSession
+
+    class Recorder:
+        def __init__(self):
+            self.events = []
+
+        def event(self, event):
+            self.events.append(event)
+
+    session = RunSession(load_config(None, []), Recorder())
+    for index, asked in [(0, True), (1, False), (2, True), (1, False), (2, True), (3, True)]:  # 1..2 re-sent
+        session.on_step(StepResult(index=index, asked_teacher=asked, teacher_rate=0.1))
+    assert (session.frames, session.teacher_calls) == (4, 3)
 
 
 def test_same_seed_same_metrics_and_another_seed_differs(tmp_path):

@@ -46,6 +46,7 @@ def test_crashed_learner_resumes_from_checkpoint(tmp_path, ray_session, transpor
     events = [json.loads(line) for line in (tmp_path / "crash" / "events.jsonl").read_text().splitlines()]
     assert any(e["kind"] == "actor_restart" for e in events)
     assert crashed["frames"] == 120
+    assert crashed["teacher_calls"] == clean["teacher_calls"]  # re-sent frames are not counted twice
     # resumed from the frame-40 checkpoint and replayed deterministically: nothing lost, nothing counted twice
     assert crashed["student_miou"] == clean["student_miou"]
     assert crashed["per_domain"] == clean["per_domain"]
