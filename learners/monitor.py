@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from learners.drift import ADWIN, ADWINConfig, PageHinkleyConfig
-from learners.input_stats import InputDriftConfig, InputDriftMonitor, InputStatsConfig
+from learners.input_stats import InputDriftConfig, InputDriftMonitor, InputStatsConfig, frame_statistics
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,19 @@ class DriftMonitor:
         """
         if not self.config.input:
             return False
-        self.input.update(image)
+        return self.update_input_features(frame_statistics(image), index)
+
+    def update_input_features(self, features: np.ndarray, index: int) -> bool:
+        """:meth:`update_input` from frame ``index``'s precomputed
+        :func:`~learners.input_stats.frame_statistics` (a replay of one stream's features under
+        several settings, e.g. ``bench/drift.py --tune``); the same detections.
+
+        Shape:
+            features (21,) float64
+        """
+        if not self.config.input:
+            return False
+        self.input.update_features(features)
         return self.input.drift_detected and self._fire(index)
 
     def update_disagreement(self, value: float, index: int) -> bool:
