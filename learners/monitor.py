@@ -36,7 +36,8 @@ class DriftConfig:
     input_warmup: int = 30  # frames that build the input reference after a (re)start
     input_alpha: float = 0.02  # EWMA rate of the input reference
     input_delta: float = 0.5  # Page-Hinkley slack on the novelty score
-    input_threshold: float = 12.0  # Page-Hinkley lambda on the novelty score (tuned on sim tours: bench/drift.py)
+    input_threshold: float = 12.0  # Page-Hinkley lambda on the novelty score (tuned on sim tours of the
+    # DRIFT_TUNING worlds, reported on others: bench/drift.py --tune, bench/drift.py)
     disagreement: bool = True  # watch student-teacher disagreement on labelled frames
     adwin_delta: float = 0.002  # ADWIN confidence
     cooldown: int = 100  # frames after a drift during which new detections are folded in
