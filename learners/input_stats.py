@@ -269,8 +269,8 @@ class InputDriftConfig:
     # domain several units; delta is the tolerated rise, threshold the evidence needed.
     # Tuned by bench/drift.py --tune (the run's monitor, cooldown 100, on sim.seeds.DRIFT_TUNING
     # worlds, 6 tours x 3600 frames): these settings found 29 of 30 shifts with no false detection
-    # (rank 3 of a 45-setting grid; the best, 30 of 30, won by one shift at four times the worst
-    # delay). Reported on the held-out DRIFT_REPORT worlds (bench/drift.py): 28 of 30 shifts,
+    # (rank 3 of a 45-setting grid; the best, 30 of 30, won by one shift with a worst delay of 39
+    # frames against 8). Reported on the held-out DRIFT_REPORT worlds (bench/drift.py): 28 of 30 shifts,
     # median delay 4 frames (max 10), 2 false detections (0.28 per 3000 frames), all of the
     # misses and false detections at the snow segment (frames 2400..3000). No alarm on the real Udacity clip.
     detector: PageHinkleyConfig = field(default_factory=_default_detector)
