@@ -301,11 +301,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    try:
+        seeds = (world_seeds.take(TUNE_SEEDS, args.seeds or len(TUNE_SEEDS), "the drift tuning seeds") if args.tune
+                 else world_seeds.take(REPORT_SEEDS, args.seeds or len(REPORT_SEEDS), "DRIFT_REPORT"))
+    except ValueError as error:
+        sys.exit(f"bench/drift.py --seeds: {error}")
     if args.tune:
-        seeds = world_seeds.take(TUNE_SEEDS, args.seeds or len(TUNE_SEEDS), "the drift tuning seeds")
         print(json.dumps(tune(seeds, args.frames, args.workers)))
         return
-    seeds = world_seeds.take(REPORT_SEEDS, args.seeds or len(REPORT_SEEDS), "DRIFT_REPORT")
     result: dict = {}
     if not args.sim_only:
         speed = detector_throughput()
