@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from perception.labels import CLASS_NAMES, NUM_CLASSES, colorize  # noqa: E402
+from sim.seeds import RENDER_BENCH  # noqa: E402
 from sim.towns import TOWN_NAMES  # noqa: E402
 from sim.weather import WEATHER_NAMES  # noqa: E402
 from sim.world import SimConfig, World  # noqa: E402
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed frames per domain first")
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--height", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=RENDER_BENCH[0], help="world seed (default: sim.seeds.RENDER_BENCH)")
     parser.add_argument("--save", type=Path, default=None, help="folder for contact-sheet PNGs")
     parser.add_argument("--sheet-rows", type=int, default=4, help="frames per contact sheet")
     args = parser.parse_args()

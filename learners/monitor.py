@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from learners.drift import ADWIN, ADWINConfig, PageHinkleyConfig
-from learners.input_stats import InputDriftConfig, InputDriftMonitor, InputStatsConfig
+from learners.input_stats import InputDriftConfig, InputDriftMonitor, InputStatsConfig, frame_statistics
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ class DriftConfig:
     input_warmup: int = 30  # frames that build the input reference after a (re)start
     input_alpha: float = 0.02  # EWMA rate of the input reference
     input_delta: float = 0.5  # Page-Hinkley slack on the novelty score
-    input_threshold: float = 12.0  # Page-Hinkley lambda on the novelty score (tuned on sim tours: bench/drift.py)
+    input_threshold: float = 12.0  # Page-Hinkley lambda on the novelty score (tuned on sim tours of the
+    # DRIFT_TUNING worlds, reported on others: bench/drift.py --tune, bench/drift.py)
     disagreement: bool = True  # watch student-teacher disagreement on labelled frames
     adwin_delta: float = 0.002  # ADWIN confidence
     cooldown: int = 100  # frames after a drift during which new detections are folded in
@@ -81,7 +82,19 @@ class DriftMonitor:
         """
         if not self.config.input:
             return False
-        self.input.update(image)
+        return self.update_input_features(frame_statistics(image), index)
+
+    def update_input_features(self, features: np.ndarray, index: int) -> bool:
+        """:meth:`update_input` from frame ``index``'s precomputed
+        :func:`~learners.input_stats.frame_statistics` (a replay of one stream's features under
+        several settings, e.g. ``bench/drift.py --tune``); the same detections.
+
+        Shape:
+            features (21,) float64
+        """
+        if not self.config.input:
+            return False
+        self.input.update_features(features)
         return self.input.drift_detected and self._fire(index)
 
     def update_disagreement(self, value: float, index: int) -> bool:

@@ -27,7 +27,8 @@ def _run_parser(sub: Any) -> None:
                                     f"?label_map=NAME ({', '.join(sorted(LABEL_MAPS))}) (default sim:tour)")
     p.add_argument("--teacher", help=f"{teacher_usage()} (default sim)")
     p.add_argument("--frames", type=int, help="frames to process")
-    p.add_argument("--seed", type=int, help="seed of everything stochastic")
+    p.add_argument("--seed", type=int, help="seed of everything stochastic, the sim's world too (default: a held-out "
+                                            "world, sim.seeds.DEFAULT_RUN_SEED)")
     p.add_argument("--runner", choices=["local", "ray"], help="in-process (local) or Ray actors")
     p.add_argument("--address", help="Ray: join this cluster (auto | HOST:PORT | ray://HOST:PORT) instead of "
                                      "starting one; implies --runner ray")
@@ -112,7 +113,8 @@ def _train_parser(sub: Any) -> None:
     p = sub.add_parser("train-teacher", help="train the simulator teacher (seeded, reproducible)")
     p.add_argument("--out", default=None, help="weights file (default: the shipped perception/weights/sim_teacher.safetensors)")
     p.add_argument("--steps", type=int, default=None, help="same as --set teacher_training.steps=N")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (init, batches); the worlds are "
+                                                       "sim.seeds.TEACHER_TRAINING's first teacher_training.worlds")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--config", help="a TOML file with a [teacher_training] table")
     p.add_argument("--set", action="append", default=[], metavar="teacher_training.KEY=VALUE",
@@ -122,7 +124,8 @@ def _train_parser(sub: Any) -> None:
     s.add_argument("--teacher", default="sim", help="teacher spec that labels the frames")
     s.add_argument("--source", default="sim:clear", help="frames to distil on (sim:clear, or video:PATH for a log)")
     s.add_argument("--steps", type=int, default=None, help="same as --set student_training.steps=N")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="training seed (init, batches); with a sim source it also picks "
+                                                       "the block of sim.seeds.STUDENT_TRAINING worlds (0..9)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     s.add_argument("--config", help="a TOML file with a [student_training] table")
     s.add_argument("--set", action="append", default=[], metavar="student_training.KEY=VALUE",
@@ -130,7 +133,8 @@ def _train_parser(sub: Any) -> None:
     e = sub.add_parser("eval-teacher", help="score a teacher against simulator ground truth per domain")
     e.add_argument("--teacher", default="sim")
     e.add_argument("--frames", type=int, default=1200)
-    e.add_argument("--seed", type=int, default=10_000, help="world seed (training used seeds below 10000)")
+    e.add_argument("--seed", type=int, default=None, help="world seed (default: the first TEACHER_EVALUATION world of "
+                                                          "sim.seeds, never trained on)")
     e.add_argument("--schedule", default="all")
     e.add_argument("--device", default="auto")
 
@@ -154,7 +158,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval_teacher(args: argparse.Namespace) -> int:
     from stream import training
 
-    result = training.evaluate_on_sim(args.teacher, frames=args.frames, seed=args.seed, schedule=args.schedule, device=args.device)
+    seed = training.EVAL_SEED if args.seed is None else args.seed
+    result = training.evaluate_on_sim(args.teacher, frames=args.frames, seed=seed, schedule=args.schedule, device=args.device)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -43,6 +43,7 @@ from perception.weights import WEIGHTS_DIR, save_weights
 from perception.evaluator import StreamingEvaluator
 from perception.teachers import open_teacher
 from perception.teachers.sim import SegNetTeacher
+from sim import seeds as world_seeds
 from sim.world import SimConfig
 from stream.config import RunConfig, apply_overrides, load_config
 from stream.sources import open_source
@@ -50,7 +51,7 @@ from stream.sources.sim import SimSource
 
 log = logging.getLogger(__name__)
 
-EVAL_SEED_BASE = 10_000  # world seeds at or above this are never used for training
+EVAL_SEED = world_seeds.TEACHER_EVALUATION[0]  # eval-teacher's default world and train-teacher's held-out score
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class TeacherTrainingConfig:
     batch_size: int = 32
     lr: float = 3e-3  # AdamW peak learning rate (one-cycle schedule)
     weight_decay: float = 1e-4
-    worlds: int = 128  # distinct world seeds rendered for training (0 .. worlds-1)
+    worlds: int = 128  # distinct worlds rendered for training: the first of sim.seeds.TEACHER_TRAINING
     frames_per_world: int = 120  # frames per world, spread over every domain of `schedule`
     schedule: str = "all"  # every weather in both towns
     workers: int = 0  # render processes (0 = cpu count)
@@ -76,6 +77,7 @@ class TeacherTrainingConfig:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        world_seeds.teacher_training_worlds(self.worlds)  # ValueError naming teacher_training.worlds and the range
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class StudentTrainingConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-5
     frames: int = 6000  # frames labelled by the teacher once, then trained on
-    worlds: int = 24  # sim only: world seeds the frames come from
+    worlds: int = 24  # sim only: worlds the frames come from (sim.seeds.student_training_worlds)
     alpha: float = 0.5  # hard/soft mix of the distillation loss
     temperature: float = 2.0
     class_balance: float = 0.5  # hard-label class weights freq**-power (see learners.losses)
@@ -214,7 +216,8 @@ def train_teacher(config: TeacherTrainingConfig | None = None, out: str | Path |
         torch.backends.cudnn.benchmark = True
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    images, labels, _ = render_dataset(list(range(config.worlds)), config.frames_per_world, config.schedule, config.workers)
+    worlds = world_seeds.teacher_training_worlds(config.worlds)
+    images, labels, _ = render_dataset(worlds, config.frames_per_world, config.schedule, config.workers)
     log.info("rendered %d training frames in %.1f s", len(images), time.perf_counter() - t0)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -236,14 +239,15 @@ def train_teacher(config: TeacherTrainingConfig | None = None, out: str | Path |
             log.info("teacher step %d/%d loss %.4f (%.1f s)", step, config.steps, float(loss.detach()), time.perf_counter() - t1)
     train_s = time.perf_counter() - t1
     model.eval()
-    meta = {"seed": str(seed), "steps": str(config.steps), "config": str(dataclasses.asdict(config))}
+    meta = {"seed": str(seed), "steps": str(config.steps), "config": str(dataclasses.asdict(config)),
+            "world_seeds": f"{worlds[0]}..{worlds[-1]}"}
     save_weights(model, out, metadata=meta)
     del images, labels
     result = {"weights": str(out), "params": count_params(model), "macs": count_macs(model, 128, 256),
               "train_s": round(train_s, 1), "device": str(dev)}
     if config.eval_frames:
         teacher = SegNetTeacher(out, device=str(dev))
-        result["eval"] = evaluate_on_sim(teacher, frames=config.eval_frames, seed=EVAL_SEED_BASE, schedule="all")
+        result["eval"] = evaluate_on_sim(teacher, frames=config.eval_frames, seed=EVAL_SEED, schedule="all")
     return result
 
 
@@ -256,13 +260,14 @@ def _label_frames(teacher: Any, frames: list[np.ndarray], batch: int = 16) -> tu
     return np.concatenate(labels), np.concatenate(logits)
 
 
-def _collect_frames(source: str, config: StudentTrainingConfig, seed: int) -> list[np.ndarray]:
+def _collect_frames(source: str, config: StudentTrainingConfig, seed: int) -> tuple[list[np.ndarray], list[int]]:
+    """The frames the student learns from, and the sim world seeds they come from (none for a log)."""
     kind, _, arg = source.partition(":")
     if kind == "sim":
         per_world = max(1, config.frames // config.worlds)
-        seeds = [EVAL_SEED_BASE * 2 + seed * 1000 + i for i in range(config.worlds)]  # disjoint from teacher training and evaluation
-        images, _, _ = render_dataset(seeds, per_world, arg or "clear", config.workers)
-        return list(images)
+        worlds = world_seeds.student_training_worlds(seed, config.worlds)
+        images, _, _ = render_dataset(worlds, per_world, arg or "clear", config.workers)
+        return list(images), worlds
     run = apply_overrides(RunConfig(), [f"run.frames={config.frames}"])
     frames = []
     src = open_source(source, run)
@@ -273,7 +278,7 @@ def _collect_frames(source: str, config: StudentTrainingConfig, seed: int) -> li
                 break
     finally:
         src.close()
-    return frames
+    return frames, []
 
 
 def train_student(config: StudentTrainingConfig | None = None, out: str | Path | None = None, teacher: str = "sim",
@@ -284,7 +289,7 @@ def train_student(config: StudentTrainingConfig | None = None, out: str | Path |
     out = Path(out) if out else WEIGHTS_DIR / "student_clear_oldtown.safetensors"
     dev = resolve_device(device, setting="--device")
     rng = np.random.default_rng(seed)
-    frames = _collect_frames(source, config, seed)
+    frames, worlds = _collect_frames(source, config, seed)
     if input_size is not None:
         import cv2
 
@@ -315,15 +320,21 @@ def train_student(config: StudentTrainingConfig | None = None, out: str | Path |
         if step % 500 == 0 or step == config.steps - 1:
             log.info("student step %d/%d loss %.4f (%.1f s)", step, config.steps, float(loss.detach()), time.perf_counter() - t1)
     model.eval()
-    save_weights(model, out, metadata={"seed": str(seed), "teacher": teacher, "source": source, "steps": str(config.steps),
-                                       "net": config.net})
+    meta = {"seed": str(seed), "teacher": teacher, "source": source, "steps": str(config.steps), "net": config.net}
+    if worlds:
+        meta["world_seeds"] = f"{worlds[0]}..{worlds[-1]}"
+    save_weights(model, out, metadata=meta)
     return {"weights": str(out), "params": count_params(model), "macs": count_macs(model, images.shape[1], images.shape[2]),
             "frames": len(images), "train_s": round(time.perf_counter() - t1, 1), "device": str(dev)}
 
 
-def evaluate_on_sim(teacher: Any, frames: int = 1200, seed: int = EVAL_SEED_BASE, schedule: str = "all",
+def evaluate_on_sim(teacher: Any, frames: int = 1200, seed: int = EVAL_SEED, schedule: str = "all",
                     device: str = "auto", batch: int = 16) -> dict[str, Any]:
-    """Per-domain mIoU and pixel accuracy of a teacher (object or spec) against sim ground truth."""
+    """Per-domain mIoU and pixel accuracy of a teacher (object or spec) against sim ground truth
+    on world ``seed`` (warns when that world is in a range of :mod:`sim.seeds` something was fitted on)."""
+    fitted = world_seeds.training_use(seed)
+    if fitted is not None:
+        log.warning("eval-teacher: world seed %d is in %s (sim.seeds): the score is not on held-out worlds", seed, fitted)
     if isinstance(teacher, str):
         teacher = open_teacher(teacher, device=device)
     evaluator = StreamingEvaluator()

@@ -16,6 +16,7 @@ Example:
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,10 @@ from urllib.parse import parse_qsl, quote
 
 from stream.sources.base import Source, SourceError
 
-__all__ = ["Source", "SourceError", "open_source", "parse_spec", "resolve_spec_paths", "source_usage", "SOURCE_KINDS"]
+__all__ = ["Source", "SourceError", "open_source", "parse_spec", "resolve_spec_paths", "sim_world_fitted", "source_usage",
+           "SOURCE_KINDS"]
+
+log = logging.getLogger(__name__)
 
 PATH_OPTIONS = ("labels", "timestamps")  # ?options whose value is a file or folder
 NOT_A_PATH = frozenset({"", "true", "false", "none", "yes", "no", "1", "0"})  # option words that name no file
@@ -84,12 +88,34 @@ def resolve_spec_paths(spec: str, base: str | Path) -> str:
     return f"{kind}:{arg}{qsep}{query}"
 
 
+def sim_world_fitted(config: Any) -> str | None:
+    """When the run streams the simulator on a world some model or threshold was fitted on, the
+    name of that range of :mod:`sim.seeds` (``TEACHER_TRAINING``, ...); else None.
+
+    Example:
+        >>> from stream.config import RunConfig, apply_overrides
+        >>> sim_world_fitted(RunConfig()), sim_world_fitted(apply_overrides(RunConfig(), ["run.seed=3"]))
+        (None, 'TEACHER_TRAINING')
+        >>> sim_world_fitted(apply_overrides(RunConfig(), ["run.seed=3", "run.source=video:clip.mp4"])) is None
+        True
+    """
+    if parse_spec(config.run.source)[0] != "sim":
+        return None
+    from sim.seeds import training_use
+
+    return training_use(config.run.seed)
+
+
 def _sim(arg: str, options: dict[str, str], config: Any) -> Source:
     """sim:SCHEDULE"""
     from stream.sources.sim import SimSource
 
     if options:
         raise SourceError(f"sim:{arg}: the simulator takes no ?options, got {', '.join(sorted(options))} (use --set sim.KEY=VALUE)")
+    fitted = sim_world_fitted(config)
+    if fitted is not None:
+        log.warning("run.seed=%d is a world of %s (sim.seeds): a model or threshold was fitted on it, so this run's "
+                    "scores are not held out (the default run.seed is a held-out world)", config.run.seed, fitted)
     return SimSource(config.sim, seed=config.run.seed, frames=config.run.frames, schedule=arg or "tour")
 
 

@@ -51,3 +51,14 @@ def test_state_round_trip_continues_identically():
     rest_a = [a.update_input(img, i) for i, img in enumerate(frames[120:], 120)]
     rest_b = [b.update_input(img, i) for i, img in enumerate(frames[120:], 120)]
     assert rest_a == rest_b and any(rest_a)
+
+
+def test_a_replay_of_precomputed_features_detects_the_same_frames():
+    from learners.input_stats import frame_statistics
+
+    images = stream(150, 150) + [textured(140, 5000 + i) for i in range(150)]
+    live, replay = DriftMonitor(DriftConfig(cooldown=20)), DriftMonitor(DriftConfig(cooldown=20))
+    hits = [i for i, img in enumerate(images) if live.update_input(img, i)]
+    again = [i for i, img in enumerate(images) if replay.update_input_features(frame_statistics(img), i)]
+    assert len(hits) == 2 and again == hits
+    assert not DriftMonitor(DriftConfig(input=False)).update_input_features(frame_statistics(images[0]), 0)

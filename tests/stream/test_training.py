@@ -65,6 +65,11 @@ def test_a_tiny_teacher_and_student_train_write_weights_and_score(tmp_path, caps
     student = train_student(student_cfg, out=tmp_path / "student.safetensors", teacher=f"segnet:{tmp_path / 'teacher.safetensors'}",
                             device="cpu")
     assert (tmp_path / "student.safetensors").is_file() and student["frames"] == 2
+    from safetensors import safe_open
+
+    for name, worlds in (("teacher", "0..0"), ("student", "20000..20000")):  # sim.seeds: TEACHER_ / STUDENT_TRAINING
+        with safe_open(str(tmp_path / f"{name}.safetensors"), "pt") as handle:
+            assert handle.metadata()["world_seeds"] == worlds
     assert student["macs"] * 10 <= teacher["macs"]
     # the CLI path: the same command through --steps and --set
     assert cli.main(["train-student", "--out", str(tmp_path / "s2.safetensors"), "--teacher", f"segnet:{tmp_path / 'teacher.safetensors'}",

@@ -1,0 +1,111 @@
+"""The registry of simulator world seeds: which worlds each user renders, in one place.
+
+A world seed fixes a whole simulated world (the towns' layouts, the traffic, the weather
+particles), so a figure measured on a world a model was trained on, or a threshold was tuned
+on, says nothing about new streets. Every user of the simulator takes its world seeds from
+here, and the ranges below never overlap (tests/sim/test_seeds.py).
+
+Fitted on (a model or a threshold saw these worlds; :func:`training_use` names them):
+
+================  ====================  ==========================================================
+range             seeds                 used by
+================  ====================  ==========================================================
+TEACHER_TRAINING  0 .. 9 999            ``odistill train-teacher``: the first ``teacher_training.worlds``
+                                        of them (the shipped teacher: 0 .. 127)
+STUDENT_TRAINING  20 000 .. 29 999      ``odistill train-student --source sim:...``: a block of
+                                        ``STUDENT_BLOCK`` worlds per training ``--seed``
+                                        (:func:`student_training_worlds`; the shipped student: 20 000 .. 20 023)
+DRIFT_TUNING      30 000 .. 30 999      ``bench/drift.py --tune``: the grid search of the drift thresholds
+================  ====================  ==========================================================
+
+Held out (never fitted on; scores are measured here):
+
+===================  ====================  =======================================================
+name                 seeds                 used by
+===================  ====================  =======================================================
+TEACHER_EVALUATION   10 000 .. 19 999      ``odistill eval-teacher`` (default: its first seed) and
+                                           the held-out score at the end of ``train-teacher``
+HELD_OUT             100 000 .. 199 999    runs and benchmarks; the named seeds below lie in it
+DEFAULT_RUN_SEED     100 000               ``run.seed``'s default (``odistill run``): the world
+                                           one looks at while developing
+TOUR_BENCH           100 101 .. 100 103    ``bench/tour.py``: the default tour re-measured
+DRIFT_REPORT         100 201 .. 100 206    ``bench/drift.py``'s report of the shipped drift thresholds
+RENDER_BENCH         100 301               ``bench/sim_render.py``'s frames-per-second world
+===================  ====================  =======================================================
+
+The default run's world is not a benchmark world: a setting chosen by looking at the default
+run is then still reported on worlds it was not chosen on.
+
+Example:
+    >>> teacher_training_worlds(3), student_training_worlds(seed=1, count=2)
+    ([0, 1, 2], [21000, 21001])
+    >>> training_use(5), training_use(30_002), training_use(DEFAULT_RUN_SEED)
+    ('TEACHER_TRAINING', 'DRIFT_TUNING', None)
+    >>> teacher_training_worlds(20_000)
+    Traceback (most recent call last):
+    ...
+    ValueError: teacher_training.worlds must be <= 10000 (the TEACHER_TRAINING world seeds of sim.seeds), got 20000
+"""
+from __future__ import annotations
+
+TEACHER_TRAINING = range(0, 10_000)
+TEACHER_EVALUATION = range(10_000, 20_000)
+STUDENT_TRAINING = range(20_000, 30_000)
+STUDENT_BLOCK = 1000  # worlds reserved for each train-student --seed inside STUDENT_TRAINING
+DRIFT_TUNING = range(30_000, 31_000)
+
+HELD_OUT = range(100_000, 200_000)
+DEFAULT_RUN_SEED = 100_000
+TOUR_BENCH = (100_101, 100_102, 100_103)
+DRIFT_REPORT = (100_201, 100_202, 100_203, 100_204, 100_205, 100_206)
+RENDER_BENCH = (100_301,)
+
+FITTED: dict[str, range] = {
+    "TEACHER_TRAINING": TEACHER_TRAINING, "STUDENT_TRAINING": STUDENT_TRAINING, "DRIFT_TUNING": DRIFT_TUNING,
+}  # the ranges some model or threshold was fitted on
+EVALUATION: dict[str, range | tuple[int, ...]] = {
+    "TEACHER_EVALUATION": TEACHER_EVALUATION, "HELD_OUT": HELD_OUT, "DEFAULT_RUN_SEED": (DEFAULT_RUN_SEED,),
+    "TOUR_BENCH": TOUR_BENCH, "DRIFT_REPORT": DRIFT_REPORT, "RENDER_BENCH": RENDER_BENCH,
+}  # the seeds scores are measured on
+
+
+def training_use(seed: int) -> str | None:
+    """The name of the fitted range (:data:`FITTED`) world ``seed`` lies in, or None when it is held out."""
+    for name, seeds in FITTED.items():
+        if seed in seeds:
+            return name
+    return None
+
+
+def teacher_training_worlds(count: int) -> list[int]:
+    """The world seeds ``train-teacher`` renders for ``teacher_training.worlds = count``."""
+    if count > len(TEACHER_TRAINING):
+        raise ValueError(f"teacher_training.worlds must be <= {len(TEACHER_TRAINING)} "
+                         f"(the TEACHER_TRAINING world seeds of sim.seeds), got {count}")
+    return list(TEACHER_TRAINING[:count])
+
+
+def student_training_worlds(seed: int, count: int) -> list[int]:
+    """The world seeds ``train-student --seed seed`` renders from the simulator: ``count`` worlds
+    of the ``seed``-th block of :data:`STUDENT_BLOCK` in :data:`STUDENT_TRAINING`."""
+    blocks = len(STUDENT_TRAINING) // STUDENT_BLOCK
+    if not 0 <= seed < blocks:
+        raise ValueError(f"train-student --seed must be in [0, {blocks}) with a sim source "
+                         f"(one block of STUDENT_TRAINING world seeds each, sim.seeds), got {seed}")
+    if count > STUDENT_BLOCK:
+        raise ValueError(f"student_training.worlds must be <= {STUDENT_BLOCK} with a sim source "
+                         f"(a block of STUDENT_TRAINING world seeds, sim.seeds), got {count}")
+    start = STUDENT_TRAINING.start + seed * STUDENT_BLOCK
+    return list(range(start, start + count))
+
+
+def take(seeds: range | tuple[int, ...], count: int, name: str) -> list[int]:
+    """The first ``count`` seeds of a registry range, or an error naming it when it has fewer.
+
+    Example:
+        >>> take(DRIFT_REPORT, 2, "DRIFT_REPORT")
+        [100201, 100202]
+    """
+    if not 0 < count <= len(seeds):
+        raise ValueError(f"{name} has {len(seeds)} world seeds (sim.seeds), asked for {count}")
+    return list(seeds[:count])
