@@ -34,6 +34,7 @@ from stream.config import RunConfig
 from stream.ingest import FrameHeader
 from stream.recorder import RunRecorder
 from stream.report import write_report
+from stream.sources import sim_world_fitted
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class RunSession:
             "source": self.config.run.source,
             "runner": self.config.run.runner,
             "seed": self.config.run.seed,
+            "fitted_world": sim_world_fitted(self.config),  # the sim.seeds range the run's world was fitted on, or None
             "interrupted": self.interrupted,
             "frames": self.frames,
             "frames_dropped": int(source_stats.get("frames_dropped", 0)),
