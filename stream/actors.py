@@ -93,27 +93,6 @@ def _node_id(part: Any) -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def parse_resources(setting: str, value: str) -> dict[str, float]:
-    """``"name=amount,name=amount"`` -> {name: amount}; a clear error naming ``setting``.
-
-    Example:
-        >>> parse_resources("cluster.teacher_resources", "teacher_node=1, fast_disk=0.5")
-        {'teacher_node': 1.0, 'fast_disk': 0.5}
-        >>> parse_resources("cluster.teacher_resources", "")
-        {}
-    """
-    resources: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        name, sep, amount = item.partition("=")
-        try:
-            resources[name.strip()] = float(amount)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip() or resources.get(name.strip(), -1) < 0:
-            raise ConfigError(f"{setting}: expected name=amount[,name=amount...] with amounts >= 0, got {value!r}")
-    return resources
-
-
 class RayPlacement:
     """Each part in its own Ray actor (see :class:`~stream.driver.Placement` and the module
     docstring)."""
@@ -129,7 +108,7 @@ class RayPlacement:
     # -- building ---------------------------------------------------------------------------
     def _options(self, config: RunConfig, part: str) -> dict[str, Any]:
         options: dict[str, Any] = {}
-        resources = parse_resources(f"cluster.{part}_resources", getattr(config.cluster, f"{part}_resources"))
+        resources = config.cluster.resources(part)
         if resources:
             options["resources"] = resources
         if part == "teacher":

@@ -148,6 +148,32 @@ class ClusterConfig:
         address = self.address
         if address and address != "auto" and not address.startswith("ray://") and ":" not in address:
             raise ValueError(f"address: expected auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+        for part in ("ingest", "teacher", "learner", "evaluator"):
+            self.resources(part)
+
+    def resources(self, part: str) -> dict[str, float]:
+        """The custom Ray resources ``<part>_resources`` names: ``"name=amount,..."`` -> {name: amount}.
+
+        Example:
+            >>> ClusterConfig(teacher_resources="teacher_node=1, fast_disk=0.5").resources("teacher")
+            {'teacher_node': 1.0, 'fast_disk': 0.5}
+            >>> ClusterConfig(learner_resources="gpu_box").resources("learner")
+            Traceback (most recent call last):
+            ...
+            ValueError: learner_resources: expected name=amount[,name=amount...] with amounts >= 0, got 'gpu_box'
+        """
+        value = getattr(self, f"{part}_resources")
+        resources: dict[str, float] = {}
+        for item in filter(None, (entry.strip() for entry in value.split(","))):
+            name, sep, amount = (side.strip() for side in item.partition("="))
+            try:
+                number = float(amount)
+            except ValueError:
+                number = -1.0
+            if not sep or not name or number < 0:
+                raise ValueError(f"{part}_resources: expected name=amount[,name=amount...] with amounts >= 0, got {value!r}")
+            resources[name] = number
+        return resources
 
 
 @dataclass(frozen=True)

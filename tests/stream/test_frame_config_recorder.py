@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -145,3 +146,19 @@ def test_thread_split_is_one_for_inference_and_every_core_for_training():
     assert default.train_threads() == usable_cores()
     pinned = load_config(None, ["run.torch_threads=3"]).run
     assert (pinned.inference_threads(), pinned.train_threads()) == (3, 3)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("cluster.address=nowhere", "cluster.address: expected auto, HOST:PORT or ray://HOST:PORT, got 'nowhere'"),
+    ("cluster.teacher_resources=gpu_box", "cluster.teacher_resources: expected name=amount"),
+    ("cluster.ingest_resources=disk=-1", "cluster.ingest_resources: expected name=amount"),
+])
+def test_cluster_settings_are_checked_by_name(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [override])
+
+
+def test_cluster_settings_parse():
+    config = load_config(None, ["cluster.address=ray://head:10001", "cluster.teacher_resources=teacher_node=1"])
+    assert config.cluster.address == "ray://head:10001"
+    assert config.cluster.resources("teacher") == {"teacher_node": 1.0} and config.cluster.resources("learner") == {}
