@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    min_rate: float = 0.05  # never ask less often than this
+    min_rate: float = 0.12  # never ask less often than this (tuned on the sim tour of tuning world 30000:
+    # 0.05 / 0.10 / 0.12 gave student/teacher on the teacher's frames 0.811 / 0.844 / 0.851 at rates 0.069 / 0.114 / 0.131)
     max_rate: float = 0.5  # never more often than this
-    initial_rate: float = 0.1
+    initial_rate: float = 0.12
     target_agreement: float = 0.9  # pixel agreement the rate steers towards
     tolerance: float = 0.03  # dead band around the target
     up: float = 1.5  # rate multiplier when agreement is below target - tolerance

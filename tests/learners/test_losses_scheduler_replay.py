@@ -63,7 +63,7 @@ def test_scheduler_rate_follows_agreement_within_bounds():
 
 
 def test_scheduler_asks_at_its_rate():
-    s = TeacherScheduler(SchedulerConfig(initial_rate=0.1))
+    s = TeacherScheduler(SchedulerConfig(min_rate=0.05, initial_rate=0.1))
     asked = sum(s.should_ask() for _ in range(1000))
     assert asked in (100, 101)
 

@@ -63,14 +63,14 @@ def test_a_components_own_check_names_its_section_and_key(override, message):
 
 def test_a_section_is_validated_on_its_final_values():
     # min_rate above the default initial_rate is fine once initial_rate follows, in either order
-    for order in (["scheduler.min_rate=0.12", "scheduler.initial_rate=0.12"],
-                  ["scheduler.initial_rate=0.12", "scheduler.min_rate=0.12"]):
+    for order in (["scheduler.min_rate=0.2", "scheduler.initial_rate=0.2"],
+                  ["scheduler.initial_rate=0.2", "scheduler.min_rate=0.2"]):
         cfg = apply_overrides(RunConfig(), order)
-        assert (cfg.scheduler.min_rate, cfg.scheduler.initial_rate) == (0.12, 0.12)
+        assert (cfg.scheduler.min_rate, cfg.scheduler.initial_rate) == (0.2, 0.2)
     cfg = apply_overrides(RunConfig(), ["run.seed=1", "run.seed=2"])
     assert cfg.run.seed == 2  # the later override wins
     with pytest.raises(ConfigError, match=r"^scheduler\.min_rate, initial_rate and max_rate need 0 < min_rate <= initial_rate"):
-        apply_overrides(RunConfig(), ["scheduler.min_rate=0.12"])
+        apply_overrides(RunConfig(), ["scheduler.min_rate=0.2"])
 
 
 def test_ray_transport_and_ring_size_are_checked():
