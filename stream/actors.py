@@ -139,10 +139,11 @@ class RayPlacement:
         evaluator = EvaluatorActor.options(**self._options(config, "evaluator")).remote(
             config.evaluator, config.run.label_map, config.run.source)
         self.actors.update(teacher=teacher, learner=learner, evaluator=evaluator)
+        self._ask_nodes("teacher", "learner", "evaluator")
+        placed = self.nodes_by_part
         ingest_options = self._options(config, "ingest")
         if self.transport == "ring":
             self.ring = ring_name()
-            placed = {part: ray.get(actor.__ray_call__.remote(_node_id)) for part, actor in self.actors.items()}
             if placed["teacher"] != placed["learner"]:
                 raise ConfigError("run.transport=ring: the teacher and the learner were placed on different nodes "
                                   "(cluster.*_resources); a frame ring lives in one machine's memory: use "
@@ -151,10 +152,15 @@ class RayPlacement:
                 ingest_options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(placed["learner"], soft=False)
         self.actors["ingest"] = IngestActor.options(**ingest_options).remote(
             config, ring=self.transport == "ring", ring_name=self.ring)
-        self.nodes_by_part = {part: ray.get(actor.__ray_call__.remote(_node_id)) for part, actor in self.actors.items()}
-        if self.transport == "ring" and self.nodes_by_part["ingest"] != self.nodes_by_part["learner"]:
+        self._ask_nodes("ingest")
+        if self.transport == "ring" and placed["ingest"] != placed["learner"]:
             raise ConfigError("run.transport=ring: cluster.ingest_resources placed the ingest on another node than "
                               "the learner; a frame ring lives in one machine's memory")
+
+    def _ask_nodes(self, *parts: str) -> None:
+        """Ask these parts' actors (at once) which node they were placed on."""
+        answers = ray.get([self.actors[part].__ray_call__.remote(_node_id) for part in parts])
+        self.nodes_by_part.update(zip(parts, answers))
 
     # -- calls ------------------------------------------------------------------------------
     def call(self, part: str, method: str, *args: Any, returns: int = 1, control: bool = False) -> Any:

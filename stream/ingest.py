@@ -319,7 +319,7 @@ class Ingest:
         return {**self.source.stats(), "frame_limit_reached": int(self.frame_limit_reached)}
 
     def true_shifts(self) -> list[int]:
-        return [s for s in self.source.true_shifts]
+        return list(self.source.true_shifts)
 
     def events(self) -> list[dict[str, Any]]:
         """The source events not yet handed out with a read."""
