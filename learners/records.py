@@ -47,12 +47,30 @@ class Observation:
 
 
 @dataclass
+class RobustRecord:
+    """The student's predictions on one frame under attack and corruption, made before it
+    learnt from the frame (``evaluator.robust_every``); the evaluator scores them against the
+    ground truth and the teacher's labels.
+
+    ``labels`` maps a view's name (``pgd 4/255``, a Kornia preset, ``worst_of_k``) to the
+    student's (H, W) uint8 labels on that view, in the view's own pixel grid; ``transforms``
+    gives, for a view that moved the pixels (a geometric preset), the 3x3 matrix that takes
+    frame pixels to view pixels, so that a reference label map can be moved the same way.
+    """
+
+    labels: dict[str, np.ndarray]
+    transforms: dict[str, list[list[float]]] = field(default_factory=dict)
+    ms: float = 0.0  # milliseconds the attacks and corruptions took
+
+
+@dataclass
 class LearnerOutput:
     """What the learner says about one finalised frame (the evaluator adds the ground truth)."""
 
     index: int
     student: np.ndarray  # (H, W) uint8 prediction made before learning from the frame
     teacher: np.ndarray | None  # (H, W) uint8 teacher labels, on teacher frames only
+    robust: RobustRecord | None = None  # on the robustness frames only (evaluator.robust_every)
 
 
 @dataclass

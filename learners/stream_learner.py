@@ -27,7 +27,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from learners.online import OnlineLearner
 from learners.replay import ReplayConfig
 from learners.records import LearnerOutput, Observation, StepResult
 from learners.scheduler import SchedulerConfig, TeacherScheduler
+
+if TYPE_CHECKING:
+    from learners.robust_probe import RobustProbe
 from perception.evaluator import confusion_update
 from perception.labels import IGNORE_INDEX, NUM_CLASSES
 from perception.metrics import mean_iou, pixel_accuracy
@@ -74,6 +77,9 @@ class TeacherClient(Protocol):
 
     def result(self, ticket: Any) -> TeacherOutput: ...
 
+    def sync_student(self, state: dict[str, Any]) -> None:
+        """Hand the student's weights to the teacher side (for its views); optional."""
+
 
 class LocalTeacherClient:
     """Calls a teacher in this process when the answer is needed."""
@@ -87,6 +93,9 @@ class LocalTeacherClient:
     def result(self, ticket: Observation) -> TeacherOutput:
         return self.teacher.label(ticket.image[None])
 
+    def sync_student(self, state: dict[str, Any]) -> None:
+        """A bare teacher makes no views: nothing to sync."""
+
 
 @dataclass
 class _Pending:
@@ -94,6 +103,7 @@ class _Pending:
     prediction: np.ndarray
     ticket: Any | None
     asked_at: int
+    robust: bool = False  # a robustness frame: attacked before the student learns from it
 
 
 class StreamLearner:
@@ -113,10 +123,26 @@ class StreamLearner:
         drift: DriftConfig = DriftConfig(),
         checkpoint_dir: str | Path | None = None,
         device: str = "cpu",
+        probe: "RobustProbe | None" = None,
+        sync_every: int = 0,
+        robust: Any = None,
     ):
+        """``probe``: attacks the student on the robustness frames (they are always sent to the
+        teacher). ``sync_every``: learning steps between two syncs of the teacher part's
+        student copy (0 = no copy: the teacher makes no views against the student).
+        ``robust``: the robust distillation settings (``learners.configs.RobustDistillConfig``)."""
         self.config = config
         self.teacher = teacher_client
-        self.learner = OnlineLearner(online, student, seed=seed, distill=distill, replay=replay, device=device)
+        extra = {} if robust is None else {"robust": robust}
+        self.learner = OnlineLearner(online, student, seed=seed, distill=distill, replay=replay, device=device, **extra)
+        self.probe = probe
+        self.sync_every = sync_every
+        self.synced_at = -1  # optimizer steps at the last sync (-1: never synced)
+        self.sync_bytes = 0
+        self.syncs = 0
+        self.robust_asks = 0  # teacher calls made for robustness frames the scheduler had not picked
+        self.view_frames = 0  # labelled frames that came with views
+        self.view_ms = 0.0  # the teacher side's milliseconds making them
         self.scheduler = TeacherScheduler(scheduler)
         self.monitor = DriftMonitor(drift)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -143,11 +169,16 @@ class StreamLearner:
         if self.monitor.update_input(frame.image, frame.index):
             self._on_drift(frame.index, "input", result)
         ticket = None
-        if self.scheduler.should_ask():
+        scheduled = self.scheduler.should_ask()
+        robust = self.probe is not None and self.probe.wants(frame.index)
+        if scheduled or robust:
+            if self.sync_every and self.synced_at < 0:
+                self._sync_student()  # the teacher side's copy starts from the student as it starts
             ticket = self.teacher.submit(frame, frame if handle is None else handle)
             result.asked_teacher = True
             self.teacher_calls += 1
-        self.pending.append(_Pending(frame, prediction, ticket, frame.index))
+            self.robust_asks += int(not scheduled)
+        self.pending.append(_Pending(frame, prediction, ticket, frame.index, robust))
         self._finalise(frame.index - self.config.teacher_latency, result)
         result.teacher_rate = self.scheduler.rate
         every = self.config.checkpoint_every
@@ -172,18 +203,44 @@ class StreamLearner:
         while self.pending and self.pending[0].asked_at <= up_to:
             item = self.pending.popleft()
             teacher_labels = None
+            record = None
             if item.ticket is not None:
                 output = self.teacher.result(item.ticket)
                 teacher_labels = output.labels[0]  # (H, W) uint8
+                if item.robust and self.probe is not None:  # before the student learns from the frame
+                    record = self.probe.probe(self.learner._predicting(), item.frame.image, teacher_labels, item.frame.index)
                 pixel, miou = frame_agreement(item.prediction, teacher_labels)
                 if self.monitor.update_disagreement(1.0 - pixel, item.frame.index):
                     self._on_drift(item.frame.index, "disagreement", result)
                 self.scheduler.on_agreement(miou if self.config.agreement == "miou" else pixel)
+                views = {}
+                if output.views is not None:
+                    views = {"views": output.views}
+                    self.view_frames += 1
+                    self.view_ms += output.views.ms
                 metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime,
-                                             catch_up=self.scheduler.trailing)
+                                             catch_up=self.scheduler.trailing, **views)
                 self._maybe_log_rate(item.frame.index, result)
                 result.losses.append(metrics["loss"])
-            result.outputs.append(LearnerOutput(item.frame.index, item.prediction, teacher_labels))
+                if self.sync_every and self.learner.steps - self.synced_at >= self.sync_every:
+                    self._sync_student()
+            result.outputs.append(LearnerOutput(item.frame.index, item.prediction, teacher_labels, robust=record))
+
+    def _sync_student(self) -> None:
+        """Send the predictor's weights to the teacher side's student copy (counted in bytes)."""
+        state = {name: value.detach().cpu().numpy().copy() for name, value in self.learner.predictor.state_dict().items()}
+        self.teacher.sync_student(state)
+        self.synced_at = self.learner.steps
+        self.syncs += 1
+        self.sync_bytes += int(sum(value.nbytes for value in state.values()))
+
+    def robust_stats(self) -> dict[str, Any]:
+        """The robustness work of the run so far, for its summary."""
+        probe = self.probe
+        return {"robust_asks": self.robust_asks, "robust_frames": probe.frames if probe else 0,
+                "robust_probe_ms": probe.ms_total if probe else 0.0, "student_syncs": self.syncs,
+                "student_sync_bytes": self.sync_bytes, "view_frames": self.view_frames, "view_ms": self.view_ms,
+                "view_refine_ms": float(getattr(self.learner, "refine_ms_total", 0.0))}
 
     def _on_drift(self, index: int, detector: str, result: StepResult) -> None:
         self.regime += 1
@@ -206,6 +263,8 @@ class StreamLearner:
             "regime": self.regime,
             "logged_rate": self.logged_rate,
             "teacher_calls": self.teacher_calls,
+            "robust_asks": self.robust_asks,
+            "synced_at": self.synced_at,
             "scheduler": self.scheduler.state(),
             "monitor": self.monitor.state(),
             "optimizer_steps": self.learner.steps,
@@ -243,6 +302,8 @@ class StreamLearner:
         self.regime = int(state["regime"])
         self.logged_rate = float(state["logged_rate"])
         self.teacher_calls = int(state["teacher_calls"])
+        self.robust_asks = int(state.get("robust_asks", 0))
+        self.synced_at = -1  # a restarted learner syncs the teacher side's copy again before its next ask
         self.learner.steps = int(state["optimizer_steps"])
         self.scheduler.load_state(state["scheduler"])
         self.monitor.load_state(state["monitor"])

@@ -261,6 +261,14 @@ class EvaluatorConfig:
     num_classes: int = NUM_CLASSES  # classes of the label space (19 Cityscapes trainIds)
     ignore_index: int = IGNORE_INDEX  # target value that is skipped; as a prediction: "none"
     window: int = 100  # frames per window for window_metrics()
+    # robustness on the stream (run by the learner on the current student, scored here):
+    robust_every: int = 0  # every Nth frame (index % N == 0) is attacked before the student learns from it; 0 = off
+    robust_eps: str = "2/255,4/255,8/255"  # PGD radii (L-inf), each a number or N/255
+    robust_steps: int = 10  # PGD iterations of each radius
+    robust_restarts: int = 1  # random restarts (the worst for the student is kept)
+    robust_loss: str = "ce"  # the attack's loss: ce | segpgd
+    corruptions: str = "all"  # Kornia presets scored one by one (perception.corruptions.PRESETS), "" = none
+    worst_k: int = 8  # Kornia views sampled per robust frame for the worst-of-k figure (0 = none)
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_classes, int) or not 1 <= self.num_classes <= 256:
@@ -269,6 +277,21 @@ class EvaluatorConfig:
             raise ValueError(f"EvaluatorConfig.ignore_index must be an int in 0..255, got {self.ignore_index!r}")
         if not isinstance(self.window, int) or self.window < 1:
             raise ValueError(f"EvaluatorConfig.window must be a positive int, got {self.window!r}")
+        from perception.views import parse_eps_list
+
+        if self.robust_every < 0:
+            raise ValueError(f"robust_every must be >= 0, got {self.robust_every}")
+        parse_eps_list(self.robust_eps, "robust_eps")
+        if self.robust_steps < 1 or self.robust_restarts < 1:
+            raise ValueError(f"robust_steps and robust_restarts must be >= 1, got {self.robust_steps}, {self.robust_restarts}")
+        if self.robust_loss not in ("ce", "segpgd"):
+            raise ValueError(f"robust_loss: unknown attack loss {self.robust_loss!r} (choose ce or segpgd)")
+        if self.worst_k < 0:
+            raise ValueError(f"worst_k must be >= 0, got {self.worst_k}")
+        if self.robust_every > 0 and self.corruptions.strip():  # the preset names live beside kornia
+            from perception.corruptions import check_presets
+
+            check_presets(self.corruptions, "corruptions")
 
 
 # Prefix of each pair's keys. "student" covers every frame with ground truth; "teacher" and

@@ -11,6 +11,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from perception.views import FrameViews
+
 
 @dataclass(frozen=True)
 class TeacherOutput:
@@ -20,10 +22,13 @@ class TeacherOutput:
         labels: (B, H, W) uint8 canonical trainIds at the input frames' size, 255 = ignore
             (e.g. a teacher's own "background" class).
         logits: (B, 19, h, w) float32 canonical logits, h <= H and w <= W; consumers resize.
+        views: for a one-frame answer, the robustness views the teacher part made of the
+            frame (``adversarial.enabled``), or None.
     """
 
     labels: np.ndarray
     logits: np.ndarray
+    views: FrameViews | None = None
 
     def __post_init__(self) -> None:
         if self.labels.ndim != 3 or self.labels.dtype != np.uint8:

@@ -6,18 +6,137 @@ arrays and JSON-safe recipes only. The views themselves are made by
 :mod:`perception.attacks` (gradient attacks) and :mod:`perception.corruptions` (Kornia
 presets, worst-of-k); :mod:`stream.parts` decides which frames get them.
 
+:class:`ViewConfig` (the run's ``[adversarial]`` section) says which frames get views, how
+they are made and whom the gradient attacks aim at; it is torch-free, like every config.
+
 Example:
     >>> import numpy as np
+    >>> ViewConfig(enabled=True, eps=4 / 255).attack_settings()["eps"] == 4 / 255
+    True
+    >>> parse_eps_list("2/255, 8/255")
+    (0.00784313725490196, 0.03137254901960784)
     >>> views = FrameViews(adversarial=np.zeros((4, 6, 3), np.uint8), recipe={"attack": "pgd"})
     >>> views.adversarial.shape, views.corrupted is None, views.nbytes
     ((4, 6, 3), True, 72)
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+TARGETS = ("student", "teacher")
+
+
+def parse_eps(text: str, setting: str = "eps") -> float:
+    """An attack radius written as a number (``0.03``) or a fraction of the 8-bit scale
+    (``4/255``), checked to lie in [0, 1].
+
+    Example:
+        >>> parse_eps("4/255") == 4 / 255, parse_eps("0.5")
+        (True, 0.5)
+        >>> parse_eps("2", "evaluator.robust_eps")
+        Traceback (most recent call last):
+        ...
+        ValueError: evaluator.robust_eps: eps must be in [0, 1], got 2.0 (from '2')
+    """
+    raw = str(text).strip()
+    top, slash, bottom = raw.partition("/")
+    try:
+        value = float(top) / float(bottom) if slash else float(raw)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{setting}: expected a number or N/255, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{setting}: eps must be in [0, 1], got {value} (from {raw!r})")
+    return value
+
+
+def parse_eps_list(text: str, setting: str = "eps") -> tuple[float, ...]:
+    """Comma-separated radii (see :func:`parse_eps`); empty -> ()."""
+    return tuple(parse_eps(item, setting) for item in str(text).split(",") if item.strip())
+
+
+def eps_name(eps: float) -> str:
+    """How a radius is named in summaries: ``4/255`` when it is a whole number of 8-bit steps.
+
+    Example:
+        >>> eps_name(4 / 255), eps_name(0.05)
+        ('4/255', '0.05')
+    """
+    steps = eps * 255.0
+    return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-6 else f"{eps:g}"
+
+
+def frame_draw(seed: int, index: int, salt: str) -> float:
+    """A uniform number in [0, 1) fixed by (seed, frame index, salt): decisions per frame that
+    a retried call or the other runner takes the same way.
+
+    Example:
+        >>> frame_draw(0, 5, "views") == frame_draw(0, 5, "views") != frame_draw(0, 6, "views")
+        True
+    """
+    digest = hashlib.blake2b(f"{seed}:{index}:{salt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2.0**64
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """The teacher side's robustness views (the run's ``[adversarial]`` section).
+
+    The teacher part makes, for the frames it labels, a gradient-attack view and a worst-of-k
+    Kornia view. Gradient attacks aim at the teacher part's copy of the student (synced from
+    the learner every ``sync_every`` learning steps) or at the teacher itself.
+    """
+
+    enabled: bool = False  # make views at all
+    fraction: float = 1.0  # share of the teacher-labelled frames that get views (a fixed draw per frame)
+    target: str = "student"  # whom the gradient attacks aim at: student (the synced copy) | teacher
+    fallback: bool = False  # target=teacher with a teacher that has no gradients: aim at the student instead
+    # (with a warning) rather than refusing the run
+    sync_every: int = 24  # learning steps between two syncs of the student copy
+    kind: str = "pgd"  # fgsm | pgd
+    norm: str = "linf"  # linf | l2 (l2: eps is the root-mean-square change per pixel value)
+    eps: float = 8 / 255  # attack radius, in [0, 1]
+    steps: int = 3  # pgd iterations
+    step_size: float = 0.0  # 0 = eps / 4
+    loss: str = "segpgd"  # ce | segpgd
+    presets: str = "all"  # Kornia presets the worst-of-k view is drawn from (perception.corruptions.PRESETS)
+    worst_k: int = 4  # Kornia views sampled per frame; the one that hurts the student most is kept
+    param_steps: int = 2  # signed-gradient steps on a differentiable preset's parameters (0 = none)
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"target: unknown attack target {self.target!r} (choose student or teacher)")
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"fraction must be in [0, 1], got {self.fraction}")
+        if not 0.0 <= self.eps <= 1.0:
+            raise ValueError(f"eps must be in [0, 1], got {self.eps}")
+        if self.sync_every < 1:
+            raise ValueError(f"sync_every must be >= 1, got {self.sync_every}")
+        if self.worst_k < 1:
+            raise ValueError(f"worst_k must be >= 1, got {self.worst_k}")
+        if self.param_steps < 0:
+            raise ValueError(f"param_steps must be >= 0, got {self.param_steps}")
+        if self.enabled:  # names checked against the attack and preset modules (they import torch)
+            self.attack_config()
+            self.preset_names()
+
+    def attack_settings(self) -> dict[str, Any]:
+        """The gradient attack's settings (perception.attacks.AttackConfig's fields)."""
+        return {"kind": self.kind, "norm": self.norm, "eps": self.eps, "steps": self.steps,
+                "step_size": self.step_size, "restarts": 1, "random_start": True, "loss": self.loss}
+
+    def attack_config(self) -> Any:
+        from perception.attacks import AttackConfig
+
+        return AttackConfig(**self.attack_settings())
+
+    def preset_names(self) -> tuple[str, ...]:
+        from perception.corruptions import check_presets
+
+        return check_presets(self.presets, "presets")
 
 
 @dataclass(frozen=True)

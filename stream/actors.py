@@ -82,6 +82,11 @@ class RayTeacherClient:
     def result(self, ticket: ray.ObjectRef) -> TeacherOutput:
         return ray.get(ticket)
 
+    def sync_student(self, state: dict[str, Any]) -> None:
+        """Send the student's weights; the actor runs calls from one caller in order, so every
+        frame submitted after this is labelled against them."""
+        self.actor.sync_student.remote(state)
+
 
 def _crash(part: Any) -> None:
     """Runs inside an actor: its process dies as if it had crashed (fault injection)."""

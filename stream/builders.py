@@ -6,12 +6,14 @@ driver do not import it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from learners.robust_probe import RobustProbe
 from learners.stream_learner import StreamLearner, TeacherClient
 from perception.student_nets import build_student_net
 from perception.teachers.grid import GridAlignedTeacher
@@ -48,6 +50,34 @@ def build_teacher(config: RunConfig) -> Any:
     return GridAlignedTeacher(teacher, config.teacher.logits_stride)
 
 
+def build_view_maker(config: RunConfig, teacher: Any) -> Any:
+    """The teacher part's :class:`~perception.view_maker.ViewMaker` (``adversarial.enabled``), or None.
+
+    ``adversarial.target=teacher`` with a teacher that has no gradients (ONNX; TorchScript
+    without autograd) is refused with an error naming the setting, unless
+    ``adversarial.fallback`` lets the views aim at the student copy instead (with a warning).
+    """
+    views = config.adversarial
+    if not views.enabled:
+        return None
+    from perception.teachers.gradients import TeacherGradientError, gradient_model
+    from perception.view_maker import ViewMaker
+
+    teacher_model = None
+    if views.target == "teacher":
+        try:
+            teacher_model = gradient_model(teacher)
+        except TeacherGradientError as error:
+            if not views.fallback:
+                raise ConfigError(f"adversarial.target=teacher: {error}; set adversarial.target=student, or "
+                                  f"adversarial.fallback=true to aim the attacks at the student when the teacher "
+                                  f"has none") from None
+            log.warning("adversarial.target=teacher: %s; adversarial.fallback=true: the attacks aim at the student", error)
+            views = dataclasses.replace(views, target="student")
+    return ViewMaker(views, config.student.net, seed=config.run.seed, device=str(teacher.device),
+                     teacher_model=teacher_model, frame_bn=config.online.predict_bn == "frame")
+
+
 def build_learner(config: RunConfig, teacher_client: TeacherClient, checkpoint_dir: Path | None) -> StreamLearner:
     """The stream learner of a run; its gradient steps take ``run.train_threads()`` torch
     threads (the caller sets the thread count of everything else, ``run.inference_threads()``)."""
@@ -63,6 +93,8 @@ def build_learner(config: RunConfig, teacher_client: TeacherClient, checkpoint_d
         drift=config.drift,
         checkpoint_dir=checkpoint_dir,
         device=config.student.device,
+        probe=RobustProbe(config.evaluator, seed=config.run.seed) if config.evaluator.robust_every > 0 else None,
+        sync_every=config.adversarial.sync_every if config.adversarial.enabled else 0,
     )
     learner.learner.train_threads = config.run.train_threads()
     return learner

@@ -47,6 +47,7 @@ from learners.monitor import DriftConfig
 from learners.replay import ReplayConfig
 from learners.scheduler import SchedulerConfig
 from perception.evaluator import EvaluatorConfig
+from perception.views import ViewConfig
 from sim.seeds import DEFAULT_RUN_SEED
 from sim.world import SimConfig
 from perception.teachers import resolve_teacher_spec
@@ -190,6 +191,7 @@ class RunConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    adversarial: ViewConfig = field(default_factory=ViewConfig)
 
     def check(self) -> None:
         """Checks that span sections (each section checks its own values when it is made)."""

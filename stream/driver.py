@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 DRIFT_TOLERANCE = 60  # frames after a true shift within which a detection counts
 PARTS = ("ingest", "teacher", "learner", "evaluator")
+ROBUST_KEYS = ("robust_frames", "student_clean_miou_on_robust_frames", "student_clean_miou_vs_teacher_on_robust_frames",
+               "student_robust_miou", "student_robust_miou_vs_teacher", "student_corrupt_miou",
+               "student_corrupt_miou_vs_teacher")  # the evaluator's robustness figures (stream.evaluation.robust_named)
 
 
 class LearnerGone(RuntimeError):
@@ -115,6 +118,7 @@ def _coverage_named(scores: dict[str, Any]) -> dict[str, Any]:
         "teacher_pixel_acc_on_teacher_frames": scores["teacher_pixel_acc"],
         "student_teacher_ratio": _ratio(scores["student_on_teacher_frames_miou"], scores["teacher_miou"]),
         "student_vs_teacher_miou": scores["student_vs_teacher_miou"],
+        **{key: value for key, value in scores.items() if key in ROBUST_KEYS},
     }
 
 
@@ -192,6 +196,36 @@ class RunSession:
             log.error("report.png not written: %s", error)
         self.recorder.close()
         return summary
+
+
+def robustness_costs(learner: dict[str, Any], views: dict[str, Any] | None, frames: int) -> dict[str, Any]:
+    """What robustness cost the run: the views (made on the teacher's side, refined on the
+    learner's), the student syncs that keep the teacher's copy current, and the probe that
+    attacks the student on the robustness frames.
+
+    Example:
+        >>> costs = robustness_costs({"view_frames": 4, "view_ms": 40.0, "view_refine_ms": 8.0, "robust_frames": 2,
+        ...                           "robust_probe_ms": 300.0, "robust_asks": 1, "student_syncs": 3,
+        ...                           "student_sync_bytes": 3000}, {"target": "student"}, frames=100)
+        >>> costs["view_ms_per_frame"], costs["view_ms_per_view_frame"], costs["probe_ms_per_robust_frame"]
+        (0.48, 12.0, 150.0)
+    """
+    view_frames = int(learner.get("view_frames", 0))
+    view_ms = float(learner.get("view_ms", 0.0)) + float(learner.get("view_refine_ms", 0.0))
+    probe_frames = int(learner.get("robust_frames", 0))
+    return {
+        "view_frames": view_frames,
+        "view_target": views.get("target") if views else None,
+        "view_ms_per_frame": view_ms / frames if frames else 0.0,  # over every frame of the stream
+        "view_ms_per_view_frame": view_ms / view_frames if view_frames else 0.0,
+        "view_teacher_ms": float(learner.get("view_ms", 0.0)),
+        "view_learner_refine_ms": float(learner.get("view_refine_ms", 0.0)),
+        "student_syncs": int(learner.get("student_syncs", 0)),
+        "student_sync_bytes": int(learner.get("student_sync_bytes", 0)),
+        "robust_frames": probe_frames,
+        "robust_teacher_asks": int(learner.get("robust_asks", 0)),  # teacher calls made only for robustness frames
+        "probe_ms_per_robust_frame": float(learner.get("robust_probe_ms", 0.0)) / probe_frames if probe_frames else 0.0,
+    }
 
 
 def progress_bar(total: int, enabled: bool) -> Any:
@@ -376,6 +410,7 @@ class Driver:
         student = get(placement.call("learner", "describe", height, width))
         rss = placement.peak_rss_mb()
         extra = {
+            "robustness": robustness_costs(student, teacher.get("views"), self.session.frames),
             "student_params": student["params"], "teacher_params": teacher["params"],
             "student_macs": student["macs"], "teacher_macs": teacher["macs"],
             "teacher_name": teacher["name"], "teacher_device": teacher["device"], "frame_size": [height, width],

@@ -27,8 +27,37 @@ import numpy as np
 from learners.records import LearnerOutput
 from perception.evaluator import EvaluatorConfig, StreamingEvaluator
 from perception.labels import CAMVID_CLASS_NAMES, canonical_to_camvid
+from perception.robust_scores import RobustScores
 from stream.frame import GroundTruth
 from stream.machine import peak_rss_mb
+
+
+def robust_named(robust: dict[str, Any] | None) -> dict[str, Any]:
+    """:class:`~perception.robust_scores.RobustScores` figures under the summary's names:
+    ``student_robust_miou`` (per PGD radius) and ``student_corrupt_miou`` (per Kornia preset,
+    and ``worst_of_k``) against the ground truth, the same ``..._vs_teacher`` against the
+    teacher's labels, and the student's clean mIoU on the same frames; {} without robustness
+    frames.
+
+    Example:
+        >>> robust_named({"frames": 2, "clean_miou": 0.8, "clean_miou_vs_teacher": 0.9,
+        ...               "views": {"pgd 4/255": {"miou": 0.3}, "rain": {"miou": 0.7, "miou_vs_teacher": 0.75}}})["student_robust_miou"]
+        {'4/255': 0.3}
+    """
+    if not robust or not robust.get("frames"):
+        return {}
+    views = robust["views"]
+    attacks = {name: name.removeprefix("pgd ") for name in views if name.startswith("pgd ")}
+    return {
+        "robust_frames": robust["frames"],
+        "student_clean_miou_on_robust_frames": robust["clean_miou"],
+        "student_clean_miou_vs_teacher_on_robust_frames": robust["clean_miou_vs_teacher"],
+        "student_robust_miou": {short: views[name].get("miou") for name, short in attacks.items()},
+        "student_robust_miou_vs_teacher": {short: views[name].get("miou_vs_teacher") for name, short in attacks.items()},
+        "student_corrupt_miou": {name: scores.get("miou") for name, scores in views.items() if name not in attacks},
+        "student_corrupt_miou_vs_teacher": {name: scores.get("miou_vs_teacher") for name, scores in views.items()
+                                            if name not in attacks},
+    }
 
 
 class EvalMapper:
@@ -67,6 +96,7 @@ class FrameEvaluator:
         self.mapper = EvalMapper(label_map, config)
         self.label_guard = LabelGuard(self.mapper.name, source)
         self.evaluator = StreamingEvaluator(self.mapper.config)
+        self.robust = RobustScores(self.mapper.config.num_classes, self.mapper.config.ignore_index)
         self.last_index = -1
         self.truths: dict[int, GroundTruth] = {}  # ground truth of frames the learner has not finalised
 
@@ -87,14 +117,18 @@ class FrameEvaluator:
                                  f"whose ground truth record never arrived")
             self.last_index = output.index
             self.evaluator.update(truth.domain, self.mapper(output.student), truth.label, self.mapper(output.teacher))
+            if output.robust is not None:
+                labels = {name: self.mapper(view) for name, view in output.robust.labels.items()}
+                self.robust.update(truth.domain, labels, output.robust.transforms, self.mapper(output.student),
+                                   truth.label, self.mapper(output.teacher))
             window = self.evaluator.window_metrics()
             if window is not None:
                 windows.append(self._stamp(window, output.index, truth.domain))
         self.label_guard.check(self.evaluator)  # warns once, loudly, when the labels cannot be in the right set
         return windows
 
-    @staticmethod
-    def _stamp(window: dict[str, Any], index: int, domain: str) -> dict[str, Any]:
+    def _stamp(self, window: dict[str, Any], index: int, domain: str) -> dict[str, Any]:
+        window.update(robust_named(self.robust.window_metrics()))
         window["frame_end"] = index + 1
         window["domain"] = domain
         window["teacher_rate"] = window["teacher_frames"] / max(1, window["frames"])
@@ -125,7 +159,12 @@ class FrameEvaluator:
 
     def summary(self) -> dict[str, Any]:
         """The evaluator's figures, and ``label_warning``: the label check's warning, or None."""
-        return {**self.evaluator.summary(), "label_warning": self.label_guard.warning}
+        out = {**self.evaluator.summary(), "label_warning": self.label_guard.warning}
+        robust = self.robust.summary()
+        out.update(robust_named(robust))
+        for name, scores in out["per_domain"].items():
+            scores.update(robust_named(robust["per_domain"].get(name)))
+        return out
 
     def peak_rss_mb(self) -> float:
         return peak_rss_mb()

@@ -21,7 +21,7 @@ from stream.driver import PARTS, Driver
 from stream.evaluation import FrameEvaluator
 from stream.ingest import Ingest
 from stream.machine import peak_rss_mb
-from stream.parts import LearnerPart, TeacherPart
+from stream.parts import LearnerPart, PartTeacherClient, TeacherPart
 from stream.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,11 @@ class LocalPlacement:
     def start(self, config: RunConfig, checkpoint_dir: str) -> None:
         import torch
 
-        from learners.stream_learner import LocalTeacherClient
-
         self.threads = torch.get_num_threads()
         ingest = Ingest(config, source=self.source)
         self.parts["ingest"] = ingest
         teacher = self.parts["teacher"] = TeacherPart(config, teacher=self.teacher)
-        self.parts["learner"] = LearnerPart(config, LocalTeacherClient(teacher.teacher), checkpoint_dir)
+        self.parts["learner"] = LearnerPart(config, PartTeacherClient(teacher), checkpoint_dir)
         self.parts["evaluator"] = FrameEvaluator(config.evaluator, config.run.label_map, config.run.source)
 
     def call(self, part: str, method: str, *args: Any, returns: int = 1, control: bool = False) -> Any:

@@ -62,6 +62,24 @@ def _inference_threads(config: RunConfig) -> None:
     torch.set_num_threads(config.run.inference_threads())
 
 
+class PartTeacherClient:
+    """The learner's way to a :class:`TeacherPart` in the same process: each frame is labelled
+    when it is submitted, as the teacher actor does under Ray, so that the student syncs
+    reach the views in the same order in both runners."""
+
+    def __init__(self, teacher: "TeacherPart") -> None:
+        self.teacher = teacher
+
+    def submit(self, observation: Observation, handle: Any) -> TeacherOutput:
+        return self.teacher.label_frame(observation)
+
+    def result(self, ticket: TeacherOutput) -> TeacherOutput:
+        return ticket
+
+    def sync_student(self, state: dict[str, Any]) -> None:
+        self.teacher.sync_student(state)
+
+
 class TeacherPart:
     """The teacher of a run (on the GPU when there is one); stateless, so safe to retry.
 
@@ -69,19 +87,33 @@ class TeacherPart:
     """
 
     def __init__(self, config: RunConfig, teacher: Any = None) -> None:
-        from stream.builders import build_teacher  # torch: only the teacher and learner parts load it
+        from stream.builders import build_teacher, build_view_maker  # torch: only the teacher and learner parts load it
 
         _inference_threads(config)
         self.teacher = build_teacher(config) if teacher is None else teacher
         self.rings = RingReaders()
+        self.views = build_view_maker(config, self.teacher)  # None unless adversarial.enabled
 
     def label(self, pack: list[Any], slot: int) -> TeacherOutput:
-        """Labels frame ``slot`` of a pack."""
-        return self.teacher.label(as_observation(pack[slot], self.rings).image[None])
+        """Labels frame ``slot`` of a pack (with its views, when it gets some)."""
+        return self.label_frame(as_observation(pack[slot], self.rings))
+
+    def label_frame(self, observation: Observation) -> TeacherOutput:
+        """Labels one observation; makes its robustness views when ``adversarial`` asks for them."""
+        out = self.teacher.label(observation.image[None])
+        if self.views is None or not self.views.wants(observation.index):
+            return out
+        views = self.views.make(observation.image, out.labels[0], observation.index)
+        return TeacherOutput(out.labels, out.logits, views=views)
+
+    def sync_student(self, state: dict[str, Any]) -> int:
+        """The learner's current student weights, for the views' student copy; returns the bytes."""
+        return self.views.sync(state) if self.views is not None else 0
 
     def describe(self, height: int, width: int) -> dict[str, Any]:
         return {"params": int(self.teacher.params), "macs": int(self.teacher.macs(height, width)),
-                "name": self.teacher.name, "device": self.teacher.device}
+                "name": self.teacher.name, "device": self.teacher.device,
+                "views": self.views.stats() if self.views is not None else None}
 
     def peak_rss_mb(self) -> float:
         return peak_rss_mb()
@@ -159,7 +191,7 @@ class LearnerPart:
         from perception.nets import count_macs, count_params
 
         model = self.learner.learner.model
-        return {"params": count_params(model), "macs": count_macs(model, height, width)}
+        return {"params": count_params(model), "macs": count_macs(model, height, width), **self.learner.robust_stats()}
 
     def peak_rss_mb(self) -> float:
         return peak_rss_mb()

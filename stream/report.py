@@ -1,5 +1,6 @@
 """``report.png``: windowed student and teacher mIoU over frames with domain bands and drift
-marks, and the teacher rate underneath."""
+marks, the student's robust mIoU (when the run tracks it: ``evaluator.robust_every``), and the
+teacher rate underneath."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,6 +49,37 @@ def window_edges(metrics: list[dict[str, Any]]) -> list[int]:
     return [max(0, first["frame_end"] - int(first.get("frames") or 0))] + [row["frame_end"] for row in metrics]
 
 
+def robust_series(metrics: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """The robustness panel's lines from the windows: clean mIoU on the robustness frames,
+    mIoU under each PGD radius, the worst-of-k Kornia view and the mean over the presets
+    scored one by one; against the ground truth where the windows have it, else against the
+    teacher's labels.
+
+    Example:
+        >>> rows = [{"frame_end": 100, "student_clean_miou_on_robust_frames": 0.8, "student_robust_miou": {"4/255": 0.2},
+        ...          "student_corrupt_miou": {"rain": 0.6, "snow": 0.4, "worst_of_k": 0.3}}]
+        >>> robust_series(rows)["PGD 4/255"], robust_series(rows)["Kornia presets (mean)"]
+        ([(100, 0.2)], [(100, 0.5)])
+    """
+    series: dict[str, list[tuple[int, float]]] = {}
+    truth = any(row.get("student_clean_miou_on_robust_frames") is not None for row in metrics)
+    suffix = "" if truth else "_vs_teacher"
+    for row in metrics:
+        end = row["frame_end"]
+        clean = row.get("student_clean_miou_on_robust_frames" if truth else "student_clean_miou_vs_teacher_on_robust_frames")
+        if clean is not None:
+            series.setdefault("clean (same frames)", []).append((end, clean))
+        for radius, value in (row.get(f"student_robust_miou{suffix}") or {}).items():
+            if value is not None:
+                series.setdefault(f"PGD {radius}", []).append((end, value))
+        corrupt = {k: v for k, v in (row.get(f"student_corrupt_miou{suffix}") or {}).items() if v is not None}
+        if "worst_of_k" in corrupt:
+            series.setdefault("Kornia worst-of-k", []).append((end, corrupt.pop("worst_of_k")))
+        if corrupt:
+            series.setdefault("Kornia presets (mean)", []).append((end, sum(corrupt.values()) / len(corrupt)))
+    return series
+
+
 def write_report(path: str | Path, metrics: list[dict[str, Any]], events: list[dict[str, Any]],
                  domain_starts: list[tuple[int, str]], true_shifts: list[int], title: str) -> Path:
     """Draw the two-panel report from the rows of metrics.jsonl and events.jsonl."""
@@ -56,12 +88,19 @@ def write_report(path: str | Path, metrics: list[dict[str, Any]], events: list[d
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    robust = robust_series(metrics)
+    if robust:
+        fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(12, 8.5), sharex=True,
+                                                  gridspec_kw={"height_ratios": [3, 2, 1]})
+        axes = (top, middle, bottom)
+    else:
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        axes = (top, bottom)
     edges = window_edges(metrics)
     if domain_starts:
         spans = domain_spans(domain_starts, end=edges[-1] if edges else None)
         for i, (start, end, name) in enumerate(spans):
-            for axis in (top, bottom):
+            for axis in axes:
                 axis.axvspan(start, end, color=BAND_COLOURS[i % len(BAND_COLOURS)], lw=0)
             top.text((start + end) / 2, 1.01, name, ha="center", va="bottom", fontsize=8, transform=top.get_xaxis_transform())
     x = [row["frame_end"] for row in metrics]
@@ -83,6 +122,14 @@ def write_report(path: str | Path, metrics: list[dict[str, Any]], events: list[d
     top.set_ylabel("mIoU (window)")
     top.legend(loc="lower left", fontsize=8)
     top.set_title(title, pad=16)
+    if robust:
+        styles = {"clean (same frames)": ("black", "-")}
+        for name, points in robust.items():
+            colour, line = styles.get(name, (None, "--" if name.startswith("PGD") else "-"))
+            middle.plot(*zip(*points), color=colour, ls=line, label=name, lw=1.2, marker=".", ms=3)
+        middle.set_ylim(0, 1)
+        middle.set_ylabel("robust mIoU (window)")
+        middle.legend(loc="upper left", fontsize=7, ncol=3)
     rates = [row.get("teacher_rate") for row in metrics]
     if rates:  # each window's rate over the frames it covers
         bottom.stairs([r if r is not None else 0 for r in rates], edges, baseline=None, color="tab:purple")
