@@ -6,7 +6,8 @@ learns from the frame, hands the frame to :class:`RobustProbe`. The probe attack
 as it is at that moment:
 
 - PGD at each radius of ``evaluator.robust_eps`` (L-inf, ``robust_steps`` iterations,
-  ``robust_restarts`` random restarts, the worst iterate per image kept), aimed at the
+  ``robust_restarts`` random restarts, the worst iterate per image kept), with each loss of
+  ``robust_loss`` (CE and SegPGD by default; the one that hurts the student more is kept), aimed at the
   teacher's labels of the frame (the learner never sees ground truth, and the teacher's labels
   are the closest thing to it the car has);
 - each Kornia preset of ``evaluator.corruptions`` once, seeded by the frame;
@@ -21,6 +22,7 @@ learns the same as one without, frame for frame.
 Example:
     >>> import numpy as np
     >>> from perception.evaluator import EvaluatorConfig
+from perception.labels import IGNORE_INDEX
     >>> from perception.nets import SegNet, STUDENT_CONFIG
     >>> probe = RobustProbe(EvaluatorConfig(robust_every=10, robust_steps=2, corruptions="brightness", worst_k=2), seed=0)
     >>> probe.wants(20), probe.wants(21)
@@ -43,8 +45,9 @@ from torch import nn
 from learners.records import RobustRecord
 from perception.argmax import class_labels, upsampled_class_labels
 from perception.attacks import AttackConfig, attack
-from perception.corruptions import GEOMETRIC, check_presets, corrupt, worst_of_k
+from perception.corruptions import check_presets, corrupt, worst_of_k
 from perception.evaluator import EvaluatorConfig
+from perception.labels import IGNORE_INDEX
 from perception.teachers.common import images_to_tensor
 from perception.views import eps_name, frame_draw, parse_eps_list
 
@@ -108,8 +111,9 @@ class RobustProbe:
     def __init__(self, config: EvaluatorConfig, seed: int) -> None:
         self.config = config
         self.seed = seed
-        self.attacks = [(attack_name(eps), AttackConfig(kind="pgd", norm="linf", eps=eps, steps=config.robust_steps,
-                                                        restarts=config.robust_restarts, loss=config.robust_loss))
+        losses = [item.strip() for item in config.robust_loss.split(",") if item.strip()]
+        self.attacks = [(attack_name(eps), [AttackConfig(kind="pgd", norm="linf", eps=eps, steps=config.robust_steps,
+                                                         restarts=config.robust_restarts, loss=loss) for loss in losses])
                         for eps in parse_eps_list(config.robust_eps, "evaluator.robust_eps")]
         self.presets = check_presets(config.corruptions, "evaluator.corruptions") if config.corruptions.strip() else ()
         self.worst_k = config.worst_k if self.presets else 0
@@ -136,9 +140,15 @@ class RobustProbe:
         labels: dict[str, np.ndarray] = {}
         transforms: dict[str, list[list[float]]] = {}
         with frozen_batch_norm(model):
-            for name, config in self.attacks:
-                adversarial = attack(model, x, target, config, seed=frame_seed(self.seed, index, name))  # (1, 3, H, W)
-                labels[name] = predicted_labels(model, adversarial)
+            valid = reference != IGNORE_INDEX  # (H, W)
+            for name, configs in self.attacks:
+                worst = 2.0
+                for config in configs:  # each loss; the labels of the one that hurts most are kept
+                    adversarial = attack(model, x, target, config, seed=frame_seed(self.seed, index, name))  # (1, 3, H, W)
+                    predicted = predicted_labels(model, adversarial)  # (H, W)
+                    accuracy = float((predicted[valid] == reference[valid]).mean()) if valid.any() else 0.0
+                    if accuracy < worst:
+                        labels[name], worst = predicted, accuracy
             for preset in self.presets:
                 view = corrupt(preset, x, target, seed=frame_seed(self.seed, index, preset))
                 labels[preset] = predicted_labels(model, view.images)

@@ -266,7 +266,7 @@ class EvaluatorConfig:
     robust_eps: str = "2/255,4/255,8/255"  # PGD radii (L-inf), each a number or N/255
     robust_steps: int = 10  # PGD iterations of each radius
     robust_restarts: int = 1  # random restarts (the worst for the student is kept)
-    robust_loss: str = "ce"  # the attack's loss: ce | segpgd
+    robust_loss: str = "ce,segpgd"  # the attack's losses, comma-separated (ce, segpgd): per frame the worse is kept
     corruptions: str = "all"  # Kornia presets scored one by one (perception.corruptions.PRESETS), "" = none
     worst_k: int = 8  # Kornia views sampled per robust frame for the worst-of-k figure (0 = none)
 
@@ -284,8 +284,9 @@ class EvaluatorConfig:
         parse_eps_list(self.robust_eps, "robust_eps")
         if self.robust_steps < 1 or self.robust_restarts < 1:
             raise ValueError(f"robust_steps and robust_restarts must be >= 1, got {self.robust_steps}, {self.robust_restarts}")
-        if self.robust_loss not in ("ce", "segpgd"):
-            raise ValueError(f"robust_loss: unknown attack loss {self.robust_loss!r} (choose ce or segpgd)")
+        losses = [item.strip() for item in self.robust_loss.split(",") if item.strip()]
+        if not losses or any(loss not in ("ce", "segpgd") for loss in losses):
+            raise ValueError(f"robust_loss: expected ce, segpgd or both (comma-separated), got {self.robust_loss!r}")
         if self.worst_k < 0:
             raise ValueError(f"worst_k must be >= 0, got {self.worst_k}")
         if self.robust_every > 0 and self.corruptions.strip():  # the preset names live beside kornia

@@ -16,6 +16,8 @@ STUDENT_TRAINING  20 000 .. 29 999      ``odistill train-student --source sim:..
                                         ``STUDENT_BLOCK`` worlds per training ``--seed``
                                         (:func:`student_training_worlds`; the shipped student: 20 000 .. 20 023)
 DRIFT_TUNING      30 000 .. 30 999      ``bench/drift.py --tune``: the grid search of the drift thresholds
+ROBUST_TUNING     31 000 .. 31 999      ``bench/robustness.py --tune``: the robust distillation settings
+                                        were chosen on these worlds
 ================  ====================  ==========================================================
 
 Held out (never fitted on; scores are measured here):
@@ -31,6 +33,7 @@ DEFAULT_RUN_SEED     100 000               ``run.seed``'s default (``odistill ru
 TOUR_BENCH           100 101 .. 100 103    ``bench/tour.py``: the default tour re-measured
 DRIFT_REPORT         100 201 .. 100 206    ``bench/drift.py``'s report of the shipped drift thresholds
 RENDER_BENCH         100 301               ``bench/sim_render.py``'s frames-per-second world
+ROBUSTNESS_BENCH     100 401               ``bench/robustness.py``: plain vs robust online distillation
 ===================  ====================  =======================================================
 
 The default run's world is not a benchmark world: a setting chosen by looking at the default
@@ -53,19 +56,23 @@ TEACHER_EVALUATION = range(10_000, 20_000)
 STUDENT_TRAINING = range(20_000, 30_000)
 STUDENT_BLOCK = 1000  # worlds reserved for each train-student --seed inside STUDENT_TRAINING
 DRIFT_TUNING = range(30_000, 31_000)
+ROBUST_TUNING = range(31_000, 32_000)
 
 HELD_OUT = range(100_000, 200_000)
 DEFAULT_RUN_SEED = 100_000
 TOUR_BENCH = (100_101, 100_102, 100_103)
 DRIFT_REPORT = (100_201, 100_202, 100_203, 100_204, 100_205, 100_206)
 RENDER_BENCH = (100_301,)
+ROBUSTNESS_BENCH = (100_401,)
 
 FITTED: dict[str, range] = {
     "TEACHER_TRAINING": TEACHER_TRAINING, "STUDENT_TRAINING": STUDENT_TRAINING, "DRIFT_TUNING": DRIFT_TUNING,
+    "ROBUST_TUNING": ROBUST_TUNING,
 }  # the ranges some model or threshold was fitted on
 EVALUATION: dict[str, range | tuple[int, ...]] = {
     "TEACHER_EVALUATION": TEACHER_EVALUATION, "HELD_OUT": HELD_OUT, "DEFAULT_RUN_SEED": (DEFAULT_RUN_SEED,),
     "TOUR_BENCH": TOUR_BENCH, "DRIFT_REPORT": DRIFT_REPORT, "RENDER_BENCH": RENDER_BENCH,
+    "ROBUSTNESS_BENCH": ROBUSTNESS_BENCH,
 }  # the seeds scores are measured on
 
 

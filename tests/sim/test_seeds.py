@@ -20,7 +20,8 @@ from stream.training import EVAL_SEED, StudentTrainingConfig, TeacherTrainingCon
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "perception" / "weights"
 NAMED_HELD_OUT = {"DEFAULT_RUN_SEED": (seeds.DEFAULT_RUN_SEED,), "TOUR_BENCH": seeds.TOUR_BENCH,
-                  "DRIFT_REPORT": seeds.DRIFT_REPORT, "RENDER_BENCH": seeds.RENDER_BENCH}
+                  "DRIFT_REPORT": seeds.DRIFT_REPORT, "RENDER_BENCH": seeds.RENDER_BENCH,
+                  "ROBUSTNESS_BENCH": seeds.ROBUSTNESS_BENCH}
 
 
 def _overlap(a, b) -> set[int]:
@@ -51,9 +52,10 @@ def test_named_held_out_seeds_are_distinct_and_in_the_held_out_range():
 
 
 def test_training_use_names_the_range_or_none():
-    assert [seeds.training_use(s) for s in (0, 9_999, 20_000, 29_999, 30_000, 30_999)] == [
-        "TEACHER_TRAINING", "TEACHER_TRAINING", "STUDENT_TRAINING", "STUDENT_TRAINING", "DRIFT_TUNING", "DRIFT_TUNING"]
-    assert [seeds.training_use(s) for s in (10_000, 19_999, 31_000, 100_000)] == [None] * 4
+    assert [seeds.training_use(s) for s in (0, 9_999, 20_000, 29_999, 30_000, 30_999, 31_000, 31_999)] == [
+        "TEACHER_TRAINING", "TEACHER_TRAINING", "STUDENT_TRAINING", "STUDENT_TRAINING", "DRIFT_TUNING", "DRIFT_TUNING",
+        "ROBUST_TUNING", "ROBUST_TUNING"]
+    assert [seeds.training_use(s) for s in (10_000, 19_999, 32_000, 100_000)] == [None] * 4
 
 
 def test_the_default_run_streams_a_held_out_world():
