@@ -181,7 +181,7 @@ def sim_stream(args: argparse.Namespace) -> dict[str, Any]:
     # the attack-strength check: labelled frames spread over the stream, the final robust student
     teacher = build_teacher(config)
     frames = []
-    source = open_source(config)
+    source = open_source(config.run.source, config)
     step = max(1, args.sim_frames // SUBSET_FRAMES)
     for frame in source:
         if frame.index % step == step // 2 and frame.label is not None:

@@ -22,7 +22,6 @@ learns the same as one without, frame for frame.
 Example:
     >>> import numpy as np
     >>> from perception.evaluator import EvaluatorConfig
-from perception.labels import IGNORE_INDEX
     >>> from perception.nets import SegNet, STUDENT_CONFIG
     >>> probe = RobustProbe(EvaluatorConfig(robust_every=10, robust_steps=2, corruptions="brightness", worst_k=2), seed=0)
     >>> probe.wants(20), probe.wants(21)
