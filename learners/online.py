@@ -348,8 +348,8 @@ class OnlineLearner:
         crops = np.clip(images.astype(np.int16) + delta, 0, 255).astype(np.uint8)  # (B, h, w, 3)
         for sample, (top, left, ch, cw), crop in zip(batch, windows, crops):
             view = sample.adversarial
-            if view is None or not view.flags.writeable:
-                view = (sample.image if view is None else view).copy()  # (H, W, 3) uint8, the buffer's own
+            if view is None or not view.flags.writeable:  # the buffer's own copy is refined in place
+                view = (sample.image if view is None else view).copy()  # (H, W, 3) uint8
             view[top : top + ch, left : left + cw] = crop
             sample.adversarial = view
 

@@ -44,7 +44,8 @@ class ReplaySample:
     labels: np.ndarray  # (H, W) uint8, 255 = ignore
     logits: np.ndarray | None  # (K, h, w) float16 or None
     regime: int
-    adversarial: np.ndarray | None = None  # (H, W, 3) uint8, the frame under attack (refreshed by the learner)
+    adversarial: np.ndarray | None = None  # (H, W, 3) uint8, the frame under attack (the buffer's own copy:
+    # the learner refines it in place)
     corrupted: np.ndarray | None = None  # (H, W, 3) uint8, a Kornia view of the frame
     corrupted_labels: np.ndarray | None = None  # (H, W) uint8, the teacher's labels moved with that view
     corrupted_aligned: bool = True  # the Kornia view is pixel-aligned with the frame (soft labels apply)
@@ -112,7 +113,9 @@ class ReplayBuffer:
             victim_regime = int(regime) if int(regime) in tied else min(tied)
             members = [i for i, s in enumerate(self.samples) if s.regime == victim_regime]
             self.samples.pop(members[int(self.rng.integers(len(members)))])
-        sample = ReplaySample(image, labels, logits, int(regime), _owned(adversarial), _owned(corrupted),
+        # the adversarial view is always copied: the learner refines it in place (the sender's array stays as sent)
+        adversarial = None if adversarial is None else np.array(adversarial)
+        sample = ReplaySample(image, labels, logits, int(regime), adversarial, _owned(corrupted),
                               _owned(corrupted_labels), aligned)
         self.samples.append(sample)
         return sample
@@ -170,6 +173,7 @@ class ReplayBuffer:
             present = arrays.get(f"replay.{name}_present")
             stacked = iter(arrays[f"replay.{name}"]) if present is not None else iter(())
             views[name] = [next(stacked) if present is not None and present[i] else None for i in range(count)]
+        views["adversarial"] = [None if v is None else np.array(v) for v in views["adversarial"]]  # refined in place
         aligned = arrays.get("replay.corrupted_aligned")
         for i in range(count):
             self.samples.append(

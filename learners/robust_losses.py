@@ -79,7 +79,7 @@ def self_kl(clean_logits: torch.Tensor, adv_logits: torch.Tensor, labels: torch.
     Example:
         >>> a = torch.tensor([[[[0.0]], [[0.0]]]])  # (1, 2, 1, 1): p = (1/2, 1/2)
         >>> b = torch.tensor([[[[0.0]], [[1.0]]]])
-        >>> round(float(self_kl(a, b, torch.tensor([[[1]]]))), 4)  # ln 2 - (ln(1 + e) - 1/2)
+        >>> round(float(self_kl(a, b, torch.tensor([[[1]]]))), 4)  # ln(1 + e) - 1/2 - ln 2
         0.1201
     """
     valid = labels != IGNORE_INDEX  # (B, H, W)
