@@ -1,5 +1,5 @@
-"""The learner's settings: distillation, online learning and the stream learner, one frozen
-dataclass each.
+"""The learner's settings: distillation, robust distillation, online learning and the stream
+learner, one frozen dataclass each.
 
 They live apart from the classes they configure, in a module that imports neither torch nor
 numpy, so that a pickled :class:`stream.config.RunConfig` loads without torch: the Ray ingest
@@ -14,6 +14,8 @@ Example:
     Traceback (most recent call last):
     ...
     ValueError: alpha must be in [0, 1], got 2.0
+    >>> RobustDistillConfig(loss="trades").beta
+    6.0
 """
 from __future__ import annotations
 
@@ -37,6 +39,53 @@ class DistillationConfig:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+ROBUST_LOSSES = ("none", "ard", "rslad", "trades")
+
+
+@dataclass(frozen=True)
+class RobustDistillConfig:
+    """Robust distillation: train the student on the teacher's robustness views as well
+    (:class:`perception.views.FrameViews`), see :mod:`learners.robust_losses`.
+
+    The loss mixes a clean term and a robust term; ``mix`` weighs them the same way for ``ard``
+    and ``rslad`` (``(1 - mix) * clean + mix * robust``), while ``trades`` keeps its paper's
+    form ``clean + beta * robust`` (``mix`` unused). With ``loss`` "none" the views are ignored
+    and the learner is plain distillation, bit for bit.
+
+    Adversarial views are refreshed by the learner before each use (``refine_steps`` signed
+    gradient steps of ``refine_step * refine_eps`` each, in the linf ball of ``refine_eps``
+    around the clean frame) and written back to the replay buffer, so a perturbation keeps
+    growing stronger across the reuses of its frame (ATTA, Zheng et al. 2020).
+    """
+
+    loss: str = "none"  # none | ard (Goldblum et al. 2020) | rslad (Zi et al. 2021) | trades (Zhang et al. 2019)
+    mix: float = 0.5  # ard, rslad: weight of the robust term; the clean term gets 1 - mix
+    temperature: float = 2.0  # of the soft terms against the teacher (ard, rslad)
+    beta: float = 6.0  # trades: weight of KL(student(clean) || student(adversarial))
+    corrupt_weight: float = 0.5  # weight of the loss on the Kornia view, where a sample has one (0 = off)
+    refine_steps: int = 1  # learner-side signed-gradient steps per use of an adversarial view (0 = as sent)
+    refine_eps: float = 8 / 255  # linf radius of the refined perturbation around the clean frame, in [0, 1]
+    refine_step: float = 0.25  # size of each refinement step, as a fraction of refine_eps
+
+    def __post_init__(self) -> None:
+        if self.loss not in ROBUST_LOSSES:
+            raise ValueError(f"loss: unknown robust loss {self.loss!r} (choose {', '.join(ROBUST_LOSSES)})")
+        if not 0.0 <= self.mix <= 1.0:
+            raise ValueError(f"mix must be in [0, 1], got {self.mix}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if self.corrupt_weight < 0:
+            raise ValueError(f"corrupt_weight must be >= 0, got {self.corrupt_weight}")
+        if self.refine_steps < 0:
+            raise ValueError(f"refine_steps must be >= 0, got {self.refine_steps}")
+        if not 0.0 <= self.refine_eps <= 1.0:
+            raise ValueError(f"refine_eps must be in [0, 1], got {self.refine_eps}")
+        if not 0.0 < self.refine_step <= 2.0:
+            raise ValueError(f"refine_step must be in (0, 2] (a fraction of refine_eps), got {self.refine_step}")
 
 
 @dataclass(frozen=True)

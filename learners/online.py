@@ -1,5 +1,12 @@
 """The online student learner: predict a frame, learn from teacher-labelled frames with replay.
 
+With a robust loss (:class:`learners.configs.RobustDistillConfig`) each step also trains on
+the robustness views the teacher side sent with the frames (:class:`perception.views.FrameViews`):
+the adversarial view of every sample in the batch is first refreshed against the current
+student and written back to the replay buffer (see :meth:`OnlineLearner._refine`), then the
+robust loss (:mod:`learners.robust_losses`) is taken on the clean and adversarial crops, plus
+a term on the Kornia views where samples have one.
+
 Example:
     >>> import numpy as np
     >>> from perception.nets import SegNet, STUDENT_CONFIG
@@ -15,18 +22,21 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from typing import Iterator
+import time
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from learners.configs import DistillationConfig, OnlineConfig
-from learners.losses import DistillationLoss
-from learners.replay import ReplayBuffer, ReplayConfig
+from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConfig
+from learners.losses import DistillationLoss, hard_label_loss
+from learners.replay import ReplayBuffer, ReplayConfig, ReplaySample
+from learners.robust_losses import RobustDistillationLoss
 from perception.argmax import class_labels, upsampled_class_labels
 from perception.device import resolve_device
 from perception.teachers.common import images_to_tensor
+from perception.views import FrameViews
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +64,30 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def frozen_buffers(model: nn.Module) -> Iterator[None]:
+    """Run the block and then put every buffer of ``model`` back as it was (batch-norm
+    running statistics and their counters): forward passes in training mode inside it leave
+    no trace on the model.
+
+    Example:
+        >>> bn = nn.BatchNorm1d(2).train()
+        >>> with frozen_buffers(bn):
+        ...     _ = bn(torch.randn(4, 2) + 3.0)
+        >>> bn.running_mean.tolist(), int(bn.num_batches_tracked)
+        ([0.0, 0.0], 0)
+    """
+    saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
 class OnlineLearner:
-    """A student network, its optimiser, a distillation loss and a replay buffer."""
+    """A student network, its optimiser, a distillation loss (plain or robust) and a replay buffer."""
 
     def __init__(
         self,
@@ -65,11 +97,15 @@ class OnlineLearner:
         distill: DistillationConfig = DistillationConfig(),
         replay: ReplayConfig = ReplayConfig(),
         device: str = "cpu",
+        robust: RobustDistillConfig = RobustDistillConfig(),
     ):
         self.config = config
         self.device = resolve_device(device, setting="student.device")
         self.model = model.to(self.device)
         self.loss = DistillationLoss(distill)
+        self.robust = robust
+        self.robust_loss = None if robust.loss == "none" else RobustDistillationLoss(robust, distill)
+        self.refine_ms_total = 0.0  # wall milliseconds spent refining adversarial views (cumulative)
         self.replay = ReplayBuffer(replay, seed=seed)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.steps = 0
@@ -96,27 +132,44 @@ class OnlineLearner:
             else:
                 avg.copy_(new)  # counters such as num_batches_tracked
 
-    def _crop(self, images: np.ndarray, targets: np.ndarray, teacher: np.ndarray | None):
-        """Random crops (one per sample), aligned to the teacher logits' grid.
-
-        Shape:
-            images (B, H, W, 3), targets (B, H, W), teacher (B, K, h, w) -> the same, cropped
-        """
+    def _windows(self, batch: int, height: int, width: int, stride: int) -> list[tuple[int, int, int, int]] | None:
+        """One random crop window (top, left, height, width) per sample, on the teacher grid's
+        stride; None when ``online.crop`` keeps whole frames."""
         ch, cw = self.config.crop
-        batch, height, width = targets.shape
         if ch <= 0 or cw <= 0 or (ch >= height and cw >= width):
-            return images, targets, teacher
+            return None
         ch, cw = min(ch, height), min(cw, width)
-        stride = height // teacher.shape[2] if teacher is not None else 1
-        out_i, out_t, out_s = [], [], []
-        for b in range(batch):
+        windows = []
+        for _ in range(batch):
             top = int(self.rng.integers(0, (height - ch) // stride + 1)) * stride
             left = int(self.rng.integers(0, (width - cw) // stride + 1)) * stride
+            windows.append((top, left, ch, cw))
+        return windows
+
+    def _crop(self, images: np.ndarray, targets: np.ndarray, teacher: np.ndarray | None,
+              views: Sequence[Sequence[np.ndarray | None]] = ()):
+        """Random crops (one per sample), aligned to the teacher logits' grid; ``views`` are
+        per-sample lists of optional arrays at the frame's size (the robustness views),
+        cropped with the same windows.
+
+        Shape:
+            images (B, H, W, 3), targets (B, H, W), teacher (B, K, h, w), views [B x (H, W, ...) or None]
+            -> the same, cropped, and the windows [(top, left, height, width)] * B
+        """
+        batch, height, width = targets.shape
+        stride = height // teacher.shape[2] if teacher is not None else 1
+        windows = self._windows(batch, height, width, stride)
+        if windows is None:
+            return images, targets, teacher, [list(v) for v in views], [(0, 0, height, width)] * batch
+        out_i, out_t, out_s = [], [], []
+        for b, (top, left, ch, cw) in enumerate(windows):
             out_i.append(images[b, top : top + ch, left : left + cw])
             out_t.append(targets[b, top : top + ch, left : left + cw])
             if teacher is not None:
                 out_s.append(teacher[b, :, top // stride : (top + ch) // stride, left // stride : (left + cw) // stride])
-        return np.stack(out_i), np.stack(out_t), (np.stack(out_s) if teacher is not None else None)
+        out_v = [[None if v is None else v[top : top + ch, left : left + cw] for v, (top, left, ch, cw) in zip(per, windows)]
+                 for per in views]
+        return (np.stack(out_i), np.stack(out_t), (np.stack(out_s) if teacher is not None else None), out_v, windows)
 
     def _training_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Shape: x (B, 3, H, W) -> logits (B, K, H, W), or on the net's own grid (loss_grid "net")."""
@@ -150,15 +203,34 @@ class OnlineLearner:
         return upsampled_class_labels(logits[0], height, width)  # (H, W) uint8
 
     def learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
-              catch_up: bool = False) -> dict[str, float]:
+              catch_up: bool = False, views: FrameViews | None = None) -> dict[str, float]:
         """Store the labelled frame, then take ``steps_per_label`` steps on it plus replay
         (``catch_up_steps`` when ``catch_up``: the student trails the teacher).
+
+        ``views`` (the teacher side's robustness views of the frame) are stored and trained on
+        with a robust loss, and ignored with ``robust.loss`` "none". Returns the mean
+        ``loss`` over the steps and the ``replay_size``; with a robust loss also the means of
+        its parts ``clean_loss``, ``robust_loss`` and ``corrupt_loss`` (unweighted).
 
         Shape:
             image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None
         """
         with torch_threads(self.train_threads):
+            if self.robust_loss is not None:
+                return self._learn_robust(image, labels, logits, regime, catch_up, views)
             return self._learn(image, labels, logits, regime, catch_up)
+
+    def _steps(self, catch_up: bool) -> int:
+        return self.config.catch_up_steps if catch_up and self.config.catch_up_steps > 0 else self.config.steps_per_label
+
+    def _optimizer_step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self._update_average()
+        self.steps += 1
 
     def _learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
                catch_up: bool) -> dict[str, float]:
@@ -166,26 +238,138 @@ class OnlineLearner:
         self.replay.add(image, labels, small_logits, regime)
         total = 0.0
         self.model.train()
-        steps = self.config.catch_up_steps if catch_up and self.config.catch_up_steps > 0 else self.config.steps_per_label
+        steps = self._steps(catch_up)
         for _ in range(steps):
             batch = self.replay.sample(self.config.batch_size - 1, current_regime=regime)
             images = np.stack([image] + [s.image for s in batch])  # (B, H, W, 3)
             targets = np.stack([labels] + [s.labels for s in batch])  # (B, H, W)
             use_soft = small_logits is not None and all(s.logits is not None for s in batch)
             soft = np.stack([small_logits] + [s.logits for s in batch]) if use_soft else None  # (B, K, h, w)
-            images, targets, soft = self._crop(images, targets, soft)
+            images, targets, soft, _, _ = self._crop(images, targets, soft)
             teacher = None if soft is None else torch.from_numpy(soft).to(self.device).float()  # (B, K, h', w')
             out = self._training_logits(images_to_tensor(images, self.device))  # (B, K, h, w)
             loss = self.loss(out, torch.from_numpy(targets).to(self.device).long(), teacher)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-            self.optimizer.step()
-            self._update_average()
-            self.steps += 1
+            self._optimizer_step(loss)
             total += float(loss.detach())
         return {"loss": total / steps, "replay_size": float(len(self.replay))}
+
+    def _learn_robust(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
+                      catch_up: bool, views: FrameViews | None) -> dict[str, float]:
+        """The steps of :meth:`learn` with a robust loss: every sample of a batch brings its
+        adversarial view (refined, then written back) and its Kornia view, if it has one."""
+        assert self.robust_loss is not None
+        small_logits = None if logits is None else logits.astype(np.float16)
+        newest = self.replay.add(image, labels, small_logits, regime, views=views)
+        sums = {"loss": 0.0, "clean_loss": 0.0, "robust_loss": 0.0, "corrupt_loss": 0.0}
+        self.model.train()
+        steps = self._steps(catch_up)
+        for _ in range(steps):
+            batch = [newest] + self.replay.sample(self.config.batch_size - 1, current_regime=regime)
+            images = np.stack([s.image for s in batch])  # (B, H, W, 3)
+            targets = np.stack([s.labels for s in batch])  # (B, H, W)
+            use_soft = all(s.logits is not None for s in batch)
+            soft = np.stack([s.logits for s in batch]) if use_soft else None  # (B, K, h, w)
+            per_sample = ([s.adversarial for s in batch], [s.corrupted for s in batch], [s.corrupted_labels for s in batch])
+            images, targets, soft, (adversarial, corrupted, corrupted_labels), windows = self._crop(
+                images, targets, soft, per_sample)
+            x = images_to_tensor(images, self.device)  # (B, 3, h, w)
+            y = torch.from_numpy(targets).to(self.device).long()  # (B, h, w)
+            teacher = None if soft is None else torch.from_numpy(soft).to(self.device).float()  # (B, K, h', w')
+            started = time.perf_counter()
+            x_adv = self._refine(x, y, adversarial)  # (B, 3, h, w)
+            if self.robust.refine_steps > 0:
+                self._write_back(batch, windows, images, x, x_adv)
+            self.refine_ms_total += (time.perf_counter() - started) * 1000.0
+            loss, parts = self.robust_loss(self._training_logits(x), self._training_logits(x_adv), y, teacher)
+            corrupt = self._corrupt_loss(batch, corrupted, corrupted_labels, teacher)
+            if corrupt is not None:
+                loss = loss + self.robust.corrupt_weight * corrupt
+                parts["corrupt_loss"] = float(corrupt.detach())
+            self._optimizer_step(loss)
+            sums["loss"] += float(loss.detach())
+            for key, value in parts.items():
+                sums[key] += value
+        out = {key: value / steps for key, value in sums.items()}
+        out["replay_size"] = float(len(self.replay))
+        return out
+
+    def _refine(self, x: torch.Tensor, y: torch.Tensor, starts: list[np.ndarray | None]) -> torch.Tensor:
+        """Adversarial crops refreshed against the current student.
+
+        Each sample starts from its stored adversarial view (a sample without one from its
+        clean crop plus uniform noise in the ball: a fresh perturbation), projected to the linf
+        ball of ``refine_eps`` around the clean crop and to [0, 1]; then ``refine_steps``
+        signed-gradient ascent steps of ``refine_step * refine_eps`` on the student's
+        cross-entropy against the teacher's hard labels, each projected again. The steps run
+        in training mode (batch statistics, as the loss they attack) inside
+        :func:`frozen_buffers`, so the batch-norm running statistics stay as they were, and
+        take the gradient of the input alone (nothing lands on the parameters' ``.grad``).
+        With ``refine_steps`` 0 the stored views are used as sent and samples without one
+        train on their clean crop twice.
+
+        Shape:
+            x (B, 3, h, w) in [0, 1], y (B, h, w) int64, starts [B x (h, w, 3) uint8 or None] -> (B, 3, h, w)
+        """
+        cfg = self.robust
+        x_adv = x.clone()  # (B, 3, h, w)
+        have = [b for b, start in enumerate(starts) if start is not None]
+        if have:
+            x_adv[have] = images_to_tensor(np.stack([starts[b] for b in have]), self.device)
+        if cfg.refine_steps == 0:
+            return x_adv
+        fresh = [b for b, start in enumerate(starts) if start is None]
+        eps = cfg.refine_eps
+        if fresh:
+            noise = self.rng.uniform(-eps, eps, size=(len(fresh), *x.shape[1:])).astype(np.float32)  # (F, 3, h, w)
+            x_adv[fresh] += torch.from_numpy(noise).to(self.device)
+        x_adv = torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+        step = cfg.refine_step * eps
+        with frozen_buffers(self.model):
+            for _ in range(cfg.refine_steps):
+                x_adv.requires_grad_(True)
+                attack_loss = hard_label_loss(self._training_logits(x_adv), y)
+                (grad,) = torch.autograd.grad(attack_loss, x_adv)  # (B, 3, h, w)
+                x_adv = x_adv.detach() + step * grad.sign()
+                x_adv = torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+        return x_adv.detach()
+
+    def _write_back(self, batch: list[ReplaySample], windows: list[tuple[int, int, int, int]], images: np.ndarray,
+                    x: torch.Tensor, x_adv: torch.Tensor) -> None:
+        """Store each refined crop in its sample's adversarial view (made from the frame if it
+        had none), so the perturbation accumulates across the frame's reuses (ATTA). The
+        perturbation is quantised to whole uint8 levels within ``refine_eps``.
+
+        Shape:
+            images (B, h, w, 3) uint8 (the clean crops), x, x_adv (B, 3, h, w) in [0, 1]
+        """
+        levels = int(np.floor(self.robust.refine_eps * 255.0 + 1e-6))
+        delta = ((x_adv - x) * 255.0).round_().clamp_(-levels, levels)  # (B, 3, h, w) whole levels
+        delta = delta.permute(0, 2, 3, 1).to(torch.int16).cpu().numpy()  # (B, h, w, 3)
+        crops = np.clip(images.astype(np.int16) + delta, 0, 255).astype(np.uint8)  # (B, h, w, 3)
+        for sample, (top, left, ch, cw), crop in zip(batch, windows, crops):
+            view = sample.adversarial
+            if view is None or not view.flags.writeable:  # the buffer's own copy is refined in place
+                view = (sample.image if view is None else view).copy()  # (H, W, 3) uint8
+            view[top : top + ch, left : left + cw] = crop
+            sample.adversarial = view
+
+    def _corrupt_loss(self, batch: list[ReplaySample], corrupted: list[np.ndarray | None],
+                      corrupted_labels: list[np.ndarray | None], teacher: torch.Tensor | None) -> torch.Tensor | None:
+        """The Kornia-view term on the samples that have a view (None if none has, or
+        ``corrupt_weight`` is 0); see :meth:`RobustDistillationLoss.corrupt`.
+
+        Shape:
+            corrupted [B x (h, w, 3) uint8 or None], corrupted_labels [B x (h, w) uint8 or None], teacher (B, K, h', w')
+        """
+        have = [b for b, view in enumerate(corrupted) if view is not None]
+        if not have or self.robust.corrupt_weight <= 0:
+            return None
+        assert self.robust_loss is not None
+        xc = images_to_tensor(np.stack([corrupted[b] for b in have]), self.device)  # (C, 3, h, w)
+        yc = torch.from_numpy(np.stack([corrupted_labels[b] for b in have])).to(self.device).long()  # (C, h, w)
+        aligned = torch.tensor([batch[b].corrupted_aligned for b in have], device=self.device)  # (C,)
+        tc = None if teacher is None else teacher[have]  # (C, K, h', w')
+        return self.robust_loss.corrupt(self._training_logits(xc), yc, tc, aligned)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Weights, optimiser moments and replay as flat tensors (for a safetensors checkpoint)."""

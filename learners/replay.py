@@ -3,13 +3,15 @@
 Each stored sample is a teacher-labelled frame. Samples are grouped by *regime*: the learner
 opens a new regime whenever drift is detected, so the buffer never needs the true domain.
 When full, a sample is evicted from the regime that holds the most, so every regime keeps a
-fair share however long the current one lasts.
+fair share however long the current one lasts. A sample may also hold the robustness views the
+teacher side made of its frame (:class:`perception.views.FrameViews`); the learner refreshes
+the adversarial one in place as it replays the frame.
 
 Example:
     >>> import numpy as np
     >>> buf = ReplayBuffer(ReplayConfig(capacity=4), seed=0)
     >>> for i in range(6):
-    ...     buf.add(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8), None, regime=i // 3)
+    ...     _ = buf.add(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8), None, regime=i // 3)
     >>> len(buf), sorted(buf.regime_counts().items())
     (4, [(0, 2), (1, 2)])
     >>> len(buf.sample(3))
@@ -20,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from perception.views import FrameViews
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,21 @@ class ReplaySample:
     labels: np.ndarray  # (H, W) uint8, 255 = ignore
     logits: np.ndarray | None  # (K, h, w) float16 or None
     regime: int
+    adversarial: np.ndarray | None = None  # (H, W, 3) uint8, the frame under attack (the buffer's own copy:
+    # the learner refines it in place)
+    corrupted: np.ndarray | None = None  # (H, W, 3) uint8, a Kornia view of the frame
+    corrupted_labels: np.ndarray | None = None  # (H, W) uint8, the teacher's labels moved with that view
+    corrupted_aligned: bool = True  # the Kornia view is pixel-aligned with the frame (soft labels apply)
+
+
+def _owned(array: np.ndarray | None) -> np.ndarray | None:
+    """``array``, copied (read-only) if it is a view of memory someone else owns (a frame ring's
+    slot, a Ray object-store pack): the buffer outlives the frame."""
+    if array is None or array.base is None:
+        return array
+    array = array.copy()
+    array.setflags(write=False)
+    return array
 
 
 class ReplayBuffer:
@@ -59,12 +78,32 @@ class ReplayBuffer:
             counts[sample.regime] = counts.get(sample.regime, 0) + 1
         return counts
 
-    def add(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int) -> None:
-        """Store one labelled frame. An image that is a view of memory someone else owns (a
-        frame ring's slot, a Ray object-store pack) is copied: the buffer outlives the frame."""
-        if image.base is not None:
-            image = image.copy()  # (H, W, 3) uint8
-            image.setflags(write=False)
+    def add(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
+            views: FrameViews | None = None) -> ReplaySample:
+        """Store one labelled frame (and its robustness views, if given); returns the stored
+        sample. An image or view that is a view of memory someone else owns (a frame ring's
+        slot, a Ray object-store pack) is copied: the buffer outlives the frame.
+
+        Shape:
+            image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None; the views at the image's size
+        """
+        image = _owned(image)  # (H, W, 3) uint8
+        adversarial = corrupted = corrupted_labels = None
+        aligned = True
+        if views is not None:
+            adversarial, corrupted, aligned = views.adversarial, views.corrupted, bool(views.corrupted_aligned)
+            corrupted_labels = views.corrupted_labels
+            if corrupted is not None and corrupted_labels is None:
+                if not aligned:
+                    raise ValueError("views.corrupted_labels: a geometric (not aligned) Kornia view needs the labels "
+                                     "moved with it, got None")
+                corrupted_labels = labels  # a photometric view keeps the frame's labels
+            for name, view in (("adversarial", adversarial), ("corrupted", corrupted)):
+                if view is not None and view.shape != image.shape:
+                    raise ValueError(f"views.{name}: shape {view.shape} differs from the image's {image.shape}")
+            if corrupted_labels is not None and corrupted_labels.shape != labels.shape:
+                raise ValueError(f"views.corrupted_labels: shape {corrupted_labels.shape} differs from the "
+                                 f"labels' {labels.shape}")
         if len(self.samples) >= self.config.capacity:
             counts = self.regime_counts()
             largest = max(counts.values())
@@ -74,7 +113,12 @@ class ReplayBuffer:
             victim_regime = int(regime) if int(regime) in tied else min(tied)
             members = [i for i, s in enumerate(self.samples) if s.regime == victim_regime]
             self.samples.pop(members[int(self.rng.integers(len(members)))])
-        self.samples.append(ReplaySample(image, labels, logits, int(regime)))
+        # the adversarial view is always copied: the learner refines it in place (the sender's array stays as sent)
+        adversarial = None if adversarial is None else np.array(adversarial)
+        sample = ReplaySample(image, labels, logits, int(regime), adversarial, _owned(corrupted),
+                              _owned(corrupted_labels), aligned)
+        self.samples.append(sample)
+        return sample
 
     def sample(self, count: int, current_regime: int | None = None) -> list[ReplaySample]:
         """Draw ``count`` samples without replacement: ``recent_fraction`` of them from the
@@ -95,7 +139,11 @@ class ReplayBuffer:
         return [self.samples[i] for i in chosen]
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """The buffer as plain arrays (for a checkpoint); logits are dropped if any is missing."""
+        """The buffer as plain arrays (for a checkpoint); logits are dropped if any is missing.
+
+        Views are stacked over the samples that hold one, with a presence mask over all
+        samples (``replay.<view>_present``, (N,) uint8); keys of absent views are left out.
+        """
         if not self.samples:
             return {}
         out = {
@@ -105,6 +153,13 @@ class ReplayBuffer:
         }
         if all(s.logits is not None for s in self.samples):
             out["replay.logits"] = np.stack([s.logits for s in self.samples])  # (N, K, h, w)
+        for name in _VIEWS:
+            present = np.array([getattr(s, name) is not None for s in self.samples], np.uint8)  # (N,)
+            if present.any():
+                out[f"replay.{name}"] = np.stack([getattr(s, name) for s in self.samples if getattr(s, name) is not None])
+                out[f"replay.{name}_present"] = present
+        if any(s.corrupted is not None for s in self.samples):
+            out["replay.corrupted_aligned"] = np.array([s.corrupted_aligned for s in self.samples], np.uint8)  # (N,)
         return out
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -112,12 +167,27 @@ class ReplayBuffer:
         if "replay.images" not in arrays:
             return
         logits = arrays.get("replay.logits")
-        for i in range(len(arrays["replay.images"])):
+        count = len(arrays["replay.images"])
+        views: dict[str, list[np.ndarray | None]] = {}
+        for name in _VIEWS:
+            present = arrays.get(f"replay.{name}_present")
+            stacked = iter(arrays[f"replay.{name}"]) if present is not None else iter(())
+            views[name] = [next(stacked) if present is not None and present[i] else None for i in range(count)]
+        views["adversarial"] = [None if v is None else np.array(v) for v in views["adversarial"]]  # refined in place
+        aligned = arrays.get("replay.corrupted_aligned")
+        for i in range(count):
             self.samples.append(
                 ReplaySample(
                     arrays["replay.images"][i],
                     arrays["replay.labels"][i],
                     None if logits is None else logits[i],
                     int(arrays["replay.regimes"][i]),
+                    views["adversarial"][i],
+                    views["corrupted"][i],
+                    views["corrupted_labels"][i],
+                    True if aligned is None else bool(aligned[i]),
                 )
             )
+
+
+_VIEWS = ("adversarial", "corrupted", "corrupted_labels")  # the optional per-sample arrays of a ReplaySample
