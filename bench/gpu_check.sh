@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One script for a single-GPU machine (under five minutes without --train):
-#   bash bench/gpu_check.sh            teacher frames/s on the GPU + the default tour with the teacher on the GPU
+#   bash bench/gpu_check.sh            teacher frames/s and robustness-view cost on the GPU + the default tour
+#                                      with the teacher on the GPU
 #   bash bench/gpu_check.sh --train    first re-make the shipped teacher and student weights on the GPU
 # Uses the python that has torch with CUDA (PY, default python3); Ray is not needed (in-process runner).
 # Work goes to $WORK (default runs/gpu_check); where $OUT is set, the weights, logs, summary and
@@ -29,17 +30,20 @@ if [[ "${1:-}" == "--train" ]]; then
   echo "training: teacher $(( t1 - t0 )) s, student $(( $(date +%s) - t1 )) s"
 fi
 $PY bench/teacher_speed.py --device "$DEVICE" | tee "$WORK/teacher_speed.txt"
+$PY bench/view_speed.py --device "$DEVICE" | tee "$WORK/view_speed.txt"
 $PY -m stream.cli run --no-progress --set teacher.device="$DEVICE" --out "$WORK/tour" ${RUN_ARGS:-} | tee "$WORK/tour.txt"
 if [[ -n "${OUT:-}" ]]; then
-  cp "$WORK/tour/summary.json" "$WORK/tour/report.png" "$WORK/tour.txt" "$WORK/teacher_speed.txt" "$OUT"/
+  cp "$WORK/tour/summary.json" "$WORK/tour/report.png" "$WORK/tour.txt" "$WORK/teacher_speed.txt" "$WORK/view_speed.txt" "$OUT"/
 fi
 $PY - "$WORK" <<'PY'
 import json, sys
 work = sys.argv[1]
 speed = json.loads(open(f"{work}/teacher_speed.txt").read().strip().splitlines()[-1])
+views = json.loads(open(f"{work}/view_speed.txt").read().strip().splitlines()[-1])
 s = json.load(open(f"{work}/tour/summary.json"))
 print(json.dumps({"gpu": speed["gpu"], "teacher_device": s["teacher_device"], "teacher_fps_batch1": speed["teacher_fps_batch1"],
                   "teacher_fps_batch16": speed["teacher_fps_batch16"], "end_to_end_fps": s["fps"], "frames": s["frames"],
                   "wall_s": s["wall_s"], "student_miou": s["student_miou"], "teacher_miou": s["teacher_miou"],
-                  "teacher_rate": s["teacher_rate"]}))
+                  "teacher_rate": s["teacher_rate"],
+                  "view_ms_per_frame": {k: v["view_ms"] for k, v in views.items() if isinstance(v, dict)}}))
 PY

@@ -36,6 +36,7 @@ The last line is one JSON object with ``sim`` and ``camvid`` (each: ``plain_clea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -82,7 +83,7 @@ def last_student(config: RunConfig) -> torch.nn.Module:
     if not found:
         raise RuntimeError(f"{config.run.out}: no learner checkpoint (set learner.checkpoint_every)")
     tensors = load_file(str(found[-1]))
-    model = build_student(RunConfig(**{**config.__dict__, "student": type(config.student)(net=config.student.net, weights="none")}))
+    model = build_student(dataclasses.replace(config, student=dataclasses.replace(config.student, weights="none")))
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     return model.eval()
 
@@ -169,7 +170,7 @@ def sim_stream(args: argparse.Namespace) -> dict[str, Any]:
     if training_use(seed) is not None:
         print(f"WARNING: world {seed} is in {training_use(seed)} (sim.seeds): its figures are not held out", flush=True)
     base = [f"run.seed={seed}", f"run.frames={args.sim_frames}", f"evaluator.robust_every={args.robust_every}",
-            "evaluator.robust_loss=ce,segpgd", "learner.checkpoint_every=600", *pinned_rate(SIM_RATE), *args.set]
+            "evaluator.robust_loss=ce,segpgd", f"learner.checkpoint_every={args.sim_frames}", *pinned_rate(SIM_RATE), *args.set]
     summaries = {}
     for name, extra in (("plain", []), ("robust", ROBUST_SETTINGS + args.robust_set)):
         config = load_config(None, base + [f"run.out={Path(args.out) / 'sim' / name}"] + extra)
@@ -197,6 +198,7 @@ def camvid_stream(args: argparse.Namespace) -> dict[str, Any] | None:
     from bench.real_log import CLIP, LABELS, TEACHER_WEIGHTS, CachedTeacher, open_clip, open_passes
     from perception.labels import canonical_to_camvid
     from perception.teachers.espnetv2 import ESPNetv2Config, ESPNetv2Teacher
+    from perception.teachers.grid import GridAlignedTeacher
     from stream.local import run_local
 
     missing = [p for p in (CLIP, LABELS, TEACHER_WEIGHTS) if not p.exists()]
@@ -213,7 +215,8 @@ def camvid_stream(args: argparse.Namespace) -> dict[str, Any] | None:
     for name, extra in (("plain", []), ("robust", ROBUST_SETTINGS + args.robust_set)):
         config = load_config(CAMVID_CONFIG, base + [f"run.out={Path(args.out) / 'camvid' / name}"] + extra)
         started = time.perf_counter()
-        summaries[name] = run_local(config, progress=False, source=open_passes(args.passes), teacher=teacher)
+        summaries[name] = run_local(config, progress=False, source=open_passes(args.passes),
+                                    teacher=GridAlignedTeacher(teacher, config.teacher.logits_stride))
         print(f"camvid {name}: {summaries[name]['frames']} frames in {time.perf_counter() - started:.0f} s; "
               f"clean {summaries[name]['student_miou']:.4f}, PGD-10 {summaries[name].get('student_robust_miou')}, "
               f"worst-of-k {(summaries[name].get('student_corrupt_miou') or {}).get('worst_of_k')}", flush=True)

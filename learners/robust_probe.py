@@ -112,7 +112,8 @@ class RobustProbe:
         self.seed = seed
         losses = [item.strip() for item in config.robust_loss.split(",") if item.strip()]
         self.attacks = [(attack_name(eps), [AttackConfig(kind="pgd", norm="linf", eps=eps, steps=config.robust_steps,
-                                                         restarts=config.robust_restarts, loss=loss) for loss in losses])
+                                                         step_size=eps * config.robust_step, restarts=config.robust_restarts,
+                                                         loss=loss) for loss in losses])
                         for eps in parse_eps_list(config.robust_eps, "evaluator.robust_eps")]
         self.presets = check_presets(config.corruptions, "evaluator.corruptions") if config.corruptions.strip() else ()
         self.worst_k = config.worst_k if self.presets else 0

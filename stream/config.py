@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from learners.configs import DistillationConfig, OnlineConfig, StreamLearnerConfig
+from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConfig, StreamLearnerConfig
 from learners.monitor import DriftConfig
 from learners.replay import ReplayConfig
 from learners.scheduler import SchedulerConfig
@@ -192,6 +192,7 @@ class RunConfig:
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     adversarial: ViewConfig = field(default_factory=ViewConfig)
+    robust: RobustDistillConfig = field(default_factory=RobustDistillConfig)
 
     def check(self) -> None:
         """Checks that span sections (each section checks its own values when it is made)."""
@@ -208,6 +209,9 @@ class RunConfig:
                 "slots, and a crashed learner's frames cannot be read again by the clock; use auto or object_store"
             )
 
+        if self.adversarial.enabled and self.robust.loss == "none":
+            raise ConfigError("adversarial.enabled=true makes views that only robust distillation learns from, but "
+                              "robust.loss=none: set robust.loss (ard, rslad or trades), or adversarial.enabled=false")
         check_label_maps(self)
 
     def least_ring_slots(self) -> int:

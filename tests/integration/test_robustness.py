@@ -1,0 +1,70 @@
+"""Robustness end to end: views made on the teacher's side, robust distillation, robust mIoU on
+the stream in the summary, the windows and the report; the same figures under Ray."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stream.config import load_config
+from stream.local import run_local
+
+ROBUST = ["adversarial.enabled=true", "adversarial.sync_every=6", "robust.loss=trades", "evaluator.robust_every=30",
+          "evaluator.robust_steps=3", "evaluator.worst_k=3", "evaluator.corruptions=rain,gamma,shake"]
+
+
+def config(tmp_path, name, *extra):
+    return load_config(None, ["run.frames=90", f"run.out={tmp_path / name}", "evaluator.window=45",
+                              "sim.width=128", "sim.height=64", "online.crop=64,96", *ROBUST, *extra])
+
+
+@pytest.fixture(scope="module")
+def robust_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("robust")
+    return folder, run_local(config(folder, "local"), progress=False)
+
+
+def test_a_robust_run_reports_robust_miou_everywhere(robust_run):
+    folder, summary = robust_run
+    assert summary["robust_frames"] == 3  # frames 0, 30, 60
+    assert set(summary["student_robust_miou"]) == {"2/255", "4/255", "8/255"}
+    assert set(summary["student_corrupt_miou"]) == {"rain", "gamma", "shake", "worst_of_k"}
+    assert set(summary["student_robust_miou_vs_teacher"]) == {"2/255", "4/255", "8/255"}
+    for value in [*summary["student_robust_miou"].values(), *summary["student_corrupt_miou"].values()]:
+        assert 0.0 <= value <= 1.0
+    clean = summary["student_clean_miou_on_robust_frames"]
+    assert summary["student_robust_miou"]["8/255"] <= clean  # an attack never helps on average here
+    for domain in summary["per_domain"].values():
+        if domain.get("robust_frames"):
+            assert set(domain["student_robust_miou"]) == {"2/255", "4/255", "8/255"}
+    windows = [json.loads(line) for line in (folder / "local" / "metrics.jsonl").read_text().splitlines()]
+    assert all("student_robust_miou" in w for w in windows)  # each 45-frame window holds a robustness frame
+    costs = summary["robustness"]
+    assert costs["view_frames"] > 0 and costs["view_ms_per_view_frame"] > 0 and costs["view_learner_refine_ms"] > 0
+    assert costs["student_syncs"] >= 2 and costs["student_sync_bytes"] % costs["student_syncs"] == 0
+    assert costs["robust_frames"] == 3 and costs["probe_ms_per_robust_frame"] > 0
+    assert (folder / "local" / "report.png").stat().st_size > 0
+
+
+def test_robustness_frames_are_always_labelled_and_views_do_not_change_the_teacher_budget(tmp_path, robust_run):
+    _, summary = robust_run
+    plain = run_local(config(tmp_path, "plain", "adversarial.enabled=false", "robust.loss=none"), progress=False)
+    assert plain["teacher_calls"] == summary["teacher_calls"]
+    assert plain["robust_frames"] == summary["robust_frames"] == 3
+    assert plain["robustness"]["view_frames"] == 0 and plain["robustness"]["student_syncs"] == 0
+
+
+@pytest.mark.ray
+def test_both_runners_give_the_same_robust_figures(tmp_path, ray_session, robust_run):
+    from stream.actors import run_ray
+
+    _, local = robust_run
+    remote = run_ray(config(tmp_path, "ray", "run.runner=ray"), progress=False)
+    for key in ("frames", "teacher_calls", "student_miou", "robust_frames", "student_clean_miou_on_robust_frames",
+                "student_robust_miou", "student_robust_miou_vs_teacher", "student_corrupt_miou",
+                "student_corrupt_miou_vs_teacher"):
+        assert remote[key] == local[key], key
+    assert remote["per_domain"] == local["per_domain"]
+    for key in ("view_frames", "student_syncs", "student_sync_bytes", "robust_frames"):
+        assert remote["robustness"][key] == local["robustness"][key], key
