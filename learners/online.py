@@ -35,6 +35,7 @@ from learners.replay import ReplayBuffer, ReplayConfig, ReplaySample
 from learners.robust_losses import RobustDistillationLoss
 from perception.argmax import class_labels, upsampled_class_labels
 from perception.device import resolve_device
+from perception.model_state import frozen_buffers
 from perception.teachers.common import images_to_tensor
 from perception.views import FrameViews
 
@@ -62,28 +63,6 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def frozen_buffers(model: nn.Module) -> Iterator[None]:
-    """Run the block and then put every buffer of ``model`` back as it was (batch-norm
-    running statistics and their counters): forward passes in training mode inside it leave
-    no trace on the model.
-
-    Example:
-        >>> bn = nn.BatchNorm1d(2).train()
-        >>> with frozen_buffers(bn):
-        ...     _ = bn(torch.randn(4, 2) + 3.0)
-        >>> bn.running_mean.tolist(), int(bn.num_batches_tracked)
-        ([0.0, 0.0], 0)
-    """
-    saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, value in saved:
-                buffer.copy_(value)
 
 
 class OnlineLearner:

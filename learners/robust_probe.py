@@ -32,11 +32,8 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from typing import Iterator
-
 import numpy as np
 import torch
 from torch import nn
@@ -47,6 +44,7 @@ from perception.attacks import AttackConfig, attack
 from perception.corruptions import check_presets, corrupt, worst_of_k
 from perception.evaluator import EvaluatorConfig
 from perception.labels import IGNORE_INDEX
+from perception.model_state import frozen_buffers
 from perception.teachers.common import images_to_tensor
 from perception.views import eps_name, frame_draw, parse_eps_list
 
@@ -71,24 +69,6 @@ def frame_seed(seed: int, index: int, salt: str) -> int:
     return int(frame_draw(seed, index, salt) * 2**31)
 
 
-@contextlib.contextmanager
-def frozen_batch_norm(model: nn.Module) -> Iterator[None]:
-    """Forward passes in the block leave every batch-norm buffer as it was (a model that
-    normalises by the frame's own statistics is in train mode, where a forward pass would fold
-    the batch into the running statistics)."""
-    saved = [(m, m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
-             for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for module, _, _ in saved:
-        module.momentum = 0.0
-    try:
-        yield
-    finally:
-        for module, momentum, tracked in saved:
-            module.momentum = momentum
-            if tracked is not None:
-                module.num_batches_tracked.copy_(tracked)
-
-
 def predicted_labels(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     """The student's labels as the learner predicts them (coarse logits upsampled by the
     fused kernel when the net has them).
@@ -97,7 +77,7 @@ def predicted_labels(model: nn.Module, x: torch.Tensor) -> np.ndarray:
         x (1, 3, H, W) float in [0, 1] -> (H, W) uint8
     """
     height, width = x.shape[-2:]
-    with torch.no_grad(), frozen_batch_norm(model):
+    with torch.no_grad(), frozen_buffers(model):
         coarse = getattr(model, "coarse_logits", None)
         if coarse is None:
             return class_labels(model(x)[0])  # (H, W) uint8
@@ -139,7 +119,7 @@ class RobustProbe:
         target = torch.from_numpy(np.ascontiguousarray(reference)).to(device).long()[None]  # (1, H, W)
         labels: dict[str, np.ndarray] = {}
         transforms: dict[str, list[list[float]]] = {}
-        with frozen_batch_norm(model):
+        with frozen_buffers(model):
             valid = reference != IGNORE_INDEX  # (H, W)
             for name, configs in self.attacks:
                 worst = 2.0

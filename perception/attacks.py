@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception.labels import IGNORE_INDEX
+from perception.model_state import frozen_buffers, owning_module
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def attack(model: Model, images: torch.Tensor, labels: torch.Tensor, config: Att
     if images.shape[0] == 0 or config.eps == 0:
         return images.detach().clone()
 
-    module = _module_of(model)
+    module = owning_module(model)
     with _model_untouched(module, images.device, seed), torch.enable_grad():
         clean = images.detach().clone()  # (B, 3, H, W); a plain tensor even when images came from inference mode
         if config.kind == "fgsm":
@@ -369,35 +370,22 @@ def _check_images(images: torch.Tensor) -> None:
         raise ValueError(f"attack images must be float RGB in [0, 1], got {images.dtype}")
 
 
-def _module_of(model: Model) -> nn.Module | None:
-    """The module whose state the attack must keep: the model, or the owner of a bound method."""
-    if isinstance(model, nn.Module):
-        return model
-    owner = getattr(model, "__self__", None)
-    if isinstance(owner, nn.Module):
-        return owner
-    log.debug("attack model %r is not a module or a module's method: its state is not saved", model)
-    return None
-
-
 @contextmanager
 def _model_untouched(module: nn.Module | None, device: torch.device, seed: int) -> Iterator[None]:
     """Run the attack with BatchNorm momentum 0 and a forked, seeded global RNG; restore every
     buffer, the momenta and the training mode afterwards."""
     norms: list[tuple[nn.modules.batchnorm._NormBase, float | None]] = []
-    saved: list[tuple[torch.Tensor, torch.Tensor]] = []
     training: list[tuple[nn.Module, bool]] = []
     if module is not None:
         training = [(m, m.training) for m in module.modules()]
-        with torch.no_grad():
-            saved = [(b, b.detach().clone()) for b in module.buffers()]
         for m in module.modules():
             if isinstance(m, nn.modules.batchnorm._NormBase):
                 norms.append((m, m.momentum))
                 m.momentum = 0.0
     rng_devices = [device] if device.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=rng_devices, device_type=device.type if device.type != "cpu" else "cuda"):
+        with frozen_buffers(module), torch.random.fork_rng(devices=rng_devices,
+                                                          device_type=device.type if device.type != "cpu" else "cuda"):
             torch.default_generator.manual_seed(_restart_seed(seed, _GLOBAL_RNG_KEY))  # dropout in training mode
             if device.type == "cuda":
                 with torch.cuda.device(device):
@@ -406,8 +394,5 @@ def _model_untouched(module: nn.Module | None, device: torch.device, seed: int) 
     finally:
         for m, momentum in norms:
             m.momentum = momentum
-        with torch.no_grad():
-            for buffer, copy in saved:
-                buffer.copy_(copy)
         for m, mode in training:
             m.training = mode

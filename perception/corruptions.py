@@ -100,6 +100,7 @@ import torch.nn.functional as F
 from kornia.augmentation.container.params import ParamItem
 
 from perception.labels import IGNORE_INDEX
+from perception.model_state import frozen_buffers
 
 logger = logging.getLogger(__name__)
 
@@ -427,30 +428,6 @@ def _hurt(score: tuple[float, float]) -> tuple[float, float]:
     return -score[0], score[1]
 
 
-class _FrozenModel:
-    """Leaves a model as it was found: BN momentum 0 in train mode (running stats kept) and
-    their batch counters restored; parameter grads are never touched (autograd.grad is taken
-    w.r.t. the view's parameters only)."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-        self.saved: list[tuple[torch.nn.modules.batchnorm._BatchNorm, Any, torch.Tensor | None]] = []
-
-    def __enter__(self) -> torch.nn.Module:
-        for module in self.model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                counter = module.num_batches_tracked.clone() if module.num_batches_tracked is not None else None
-                self.saved.append((module, module.momentum, counter))
-                module.momentum = 0.0
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        for module, momentum, counter in self.saved:
-            module.momentum = momentum
-            if counter is not None:
-                module.num_batches_tracked.copy_(counter)
-
-
 def view_seed(seed: int, j: int) -> int:
     """The seed of worst_of_k's view ``j`` under ``seed`` (a 31-bit int).
 
@@ -497,7 +474,8 @@ def worst_of_k(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     rng = np.random.default_rng(int(seed))
     drawn = [names[int(i)] for i in rng.integers(0, len(names), size=k)]
     # The model's own randomness (dropout in train mode) draws from a private RNG as well.
-    with torch.random.fork_rng(devices=_fork_devices(images)), _FrozenModel(model) as net:
+    with torch.random.fork_rng(devices=_fork_devices(images)), frozen_buffers(model):
+        net = model
         torch.manual_seed(int(seed))
         best: CorruptionView | None = None
         best_score = (0.0, 0.0)

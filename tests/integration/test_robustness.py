@@ -68,3 +68,56 @@ def test_both_runners_give_the_same_robust_figures(tmp_path, ray_session, robust
     assert remote["per_domain"] == local["per_domain"]
     for key in ("view_frames", "student_syncs", "student_sync_bytes", "robust_frames"):
         assert remote["robustness"][key] == local["robustness"][key], key
+
+
+@pytest.fixture(scope="module")
+def student_and_frames():
+    """The shipped sim student and four held-out tour frames with the teacher's labels."""
+    from stream.builders import build_student, build_teacher
+    from stream.sources import open_source
+
+    config = load_config(None, ["run.frames=1200"])
+    teacher = build_teacher(config)
+    frames = []
+    source = open_source(config.run.source, config)
+    for frame in source:
+        if frame.index % 300 == 150:
+            frames.append((frame.image, teacher.label(frame.image[None]).labels[0]))
+        if len(frames) == 4:
+            break
+    source.close()
+    return build_student(config).eval(), frames
+
+
+def _accuracy_under(model, frames, **settings):
+    """Pixel accuracy against the teacher's labels under the probe's attack (worse of CE and SegPGD)."""
+    import torch
+
+    from learners.robust_probe import predicted_labels
+    from perception.attacks import AttackConfig, attack
+    from perception.teachers.common import images_to_tensor
+
+    correct = total = 0
+    for number, (image, labels) in enumerate(frames):
+        x = images_to_tensor(image[None])
+        target = torch.from_numpy(labels).long()[None]
+        valid = labels != 255
+        worst = None
+        for loss in ("ce", "segpgd"):
+            config = AttackConfig(loss=loss, step_size=settings["eps"] * 0.5, **settings)
+            hits = int((predicted_labels(model, attack(model, x, target, config, seed=number))[valid] == labels[valid]).sum())
+            worst = hits if worst is None else min(worst, hits)
+        correct += worst
+        total += int(valid.sum())
+    return correct / total
+
+
+def test_the_stream_attack_is_strong_on_the_shipped_student(student_and_frames):
+    model, frames = student_and_frames
+    accuracy = {eps: _accuracy_under(model, frames, eps=eps / 255, steps=10) for eps in (2, 4, 8)}
+    assert accuracy[2] >= accuracy[4] >= accuracy[8]  # a larger radius never helps the student
+    pgd50 = _accuracy_under(model, frames, eps=4 / 255, steps=50)
+    assert pgd50 <= accuracy[4]  # more steps never help (the worst iterate is kept)
+    assert accuracy[4] - pgd50 <= 0.02, (accuracy[4], pgd50)  # PGD-10 is within 2 points of PGD-50: strong enough
+    restarts = _accuracy_under(model, frames, eps=4 / 255, steps=10, restarts=2)
+    assert restarts <= accuracy[4]  # random restarts never help
