@@ -50,7 +50,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from perception.attacks import AttackConfig, attack  # noqa: E402
-from perception.evaluator import confusion_update  # noqa: E402
+from perception.evaluator import EvaluatorConfig, confusion_update  # noqa: E402
 from perception.metrics import mean_iou  # noqa: E402
 from perception.teachers.common import images_to_tensor  # noqa: E402
 from sim.seeds import ROBUSTNESS_BENCH, training_use  # noqa: E402
@@ -64,6 +64,7 @@ CAMVID_RATE = 0.25  # the pinned teacher rate on the clip (configs/camvid.toml's
 ROBUST_SETTINGS = ["adversarial.enabled=true", "robust.loss=trades"]
 TARGETS = {"pgd4_vs_plain": 2.0, "pgd4_vs_own_clean": 0.4, "clean_drop": 0.03, "worstk_gain": 0.05, "pgd50_gap": 0.02}
 SUBSET_FRAMES = 12  # frames of the PGD-50 vs PGD-10 check
+PROBE = EvaluatorConfig()  # the stream attack's settings (step, schedule, momentum), stretched to 50 steps for the check
 
 log = logging.getLogger("bench.robustness")
 
@@ -102,7 +103,9 @@ def attack_gap(model: torch.nn.Module, frames: list[tuple[np.ndarray, np.ndarray
         for steps in (10, 50):
             worst, worst_acc = None, 2.0
             for loss in ("ce", "segpgd"):
-                adversarial = attack(model, x, target, AttackConfig(eps=eps, steps=steps, loss=loss), seed=number)
+                settings = AttackConfig(eps=eps, steps=steps, loss=loss, step_size=eps * PROBE.robust_step,
+                                        schedule=PROBE.robust_schedule, momentum=PROBE.robust_momentum)  # the stream's attack
+                adversarial = attack(model, x, target, settings, seed=number)
                 labels = predicted_labels(model, adversarial)  # (H, W)
                 valid = teacher_labels != 255
                 accuracy = float((labels[valid] == teacher_labels[valid]).mean()) if valid.any() else 0.0
@@ -130,6 +133,12 @@ def figures(plain: dict[str, Any], robust: dict[str, Any], gap: dict[str, float]
         "robust_worstk_miou": pick(robust, "student_corrupt_miou", "worst_of_k"),
         "plain_corrupt_miou": plain.get("student_corrupt_miou"), "robust_corrupt_miou": robust.get("student_corrupt_miou"),
         "pgd50_minus_pgd10": gap["pgd50_minus_pgd10"], "pgd10_miou_subset": gap["pgd10_miou"],
+        # PGD-10 too weak (PGD-50 more than 2 points lower): the stronger attack's figure counts, i.e. the
+        # stream figure lowered by the gap measured on the subset
+        "robust_pgd4_miou_counted": (pick(robust, "student_robust_miou", "4/255") + min(0.0, gap["pgd50_minus_pgd10"])
+                                     if gap["pgd50_minus_pgd10"] < -TARGETS["pgd50_gap"]
+                                     and pick(robust, "student_robust_miou", "4/255") is not None
+                                     else pick(robust, "student_robust_miou", "4/255")),
         "pgd50_miou_subset": gap["pgd50_miou"], "subset_frames": gap["frames"],
         "view_ms_per_frame": robust["robustness"]["view_ms_per_view_frame"],
         "view_ms_per_stream_frame": robust["robustness"]["view_ms_per_frame"],
@@ -150,7 +159,7 @@ def judge(row: dict[str, Any]) -> dict[str, bool | None]:
     def ok(*values: Any) -> bool:
         return all(v is not None for v in values)
 
-    plain4, robust4, own = row["plain_pgd4_miou"], row["robust_pgd4_miou"], row["robust_clean_miou_on_robust_frames"]
+    plain4, robust4, own = row["plain_pgd4_miou"], row["robust_pgd4_miou_counted"], row["robust_clean_miou_on_robust_frames"]
     return {
         "pgd4_at_least_2x_plain": robust4 >= TARGETS["pgd4_vs_plain"] * plain4 if ok(plain4, robust4) else None,
         "pgd4_at_least_0.4x_own_clean": robust4 >= TARGETS["pgd4_vs_own_clean"] * own if ok(robust4, own) else None,

@@ -5,8 +5,9 @@ teacher (whatever the scheduler says) and, once the answer is there and *before*
 learns from the frame, hands the frame to :class:`RobustProbe`. The probe attacks the student
 as it is at that moment:
 
-- PGD at each radius of ``evaluator.robust_eps`` (L-inf, ``robust_steps`` iterations,
-  ``robust_restarts`` random restarts, the worst iterate per image kept), with each loss of
+- PGD at each radius of ``evaluator.robust_eps`` (L-inf, ``robust_steps`` iterations of a
+  cosine step schedule with momentum, ``robust_restarts`` random restarts, the worst iterate
+  per image kept), with each loss of
   ``robust_loss`` (CE and SegPGD by default; the one that hurts the student more is kept), aimed at the
   teacher's labels of the frame (the learner never sees ground truth, and the teacher's labels
   are the closest thing to it the car has);
@@ -93,7 +94,8 @@ class RobustProbe:
         losses = [item.strip() for item in config.robust_loss.split(",") if item.strip()]
         self.attacks = [(attack_name(eps), [AttackConfig(kind="pgd", norm="linf", eps=eps, steps=config.robust_steps,
                                                          step_size=eps * config.robust_step, restarts=config.robust_restarts,
-                                                         loss=loss) for loss in losses])
+                                                         loss=loss, momentum=config.robust_momentum,
+                                                         schedule=config.robust_schedule) for loss in losses])
                         for eps in parse_eps_list(config.robust_eps, "evaluator.robust_eps")]
         self.presets = check_presets(config.corruptions, "evaluator.corruptions") if config.corruptions.strip() else ()
         self.worst_k = config.worst_k if self.presets else 0

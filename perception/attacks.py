@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 KINDS = ("fgsm", "pgd")
 NORMS = ("linf", "l2")
 LOSSES = ("ce", "segpgd")
+SCHEDULES = ("constant", "cosine")
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 
@@ -98,6 +99,9 @@ class AttackConfig:
     restarts: int = 1
     random_start: bool = True
     loss: str = "ce"
+    schedule: str = "constant"  # PGD step size over the iterations: constant, or cosine from 2 x step_size down to 0
+    momentum: float = 0.0  # PGD steps along a running average of normalised gradients (0 = plain PGD; 0.75 helps
+    # a 10-step attack reach what 50 steps reach on a robust student, whose loss surface is flat near the frame)
 
     def __post_init__(self) -> None:
         for name, value, choices in (("kind", self.kind, KINDS), ("norm", self.norm, NORMS),
@@ -110,6 +114,10 @@ class AttackConfig:
             raise ValueError(f"AttackConfig.steps must be an integer >= 1, got {self.steps!r}")
         if not (isinstance(self.restarts, int) and self.restarts >= 1):
             raise ValueError(f"AttackConfig.restarts must be an integer >= 1, got {self.restarts!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"AttackConfig.schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {self.schedule!r}")
+        if not (isinstance(self.momentum, (int, float)) and 0.0 <= self.momentum < 1.0):
+            raise ValueError(f"AttackConfig.momentum must be in [0, 1), got {self.momentum!r}")
         if not (isinstance(self.step_size, (int, float)) and math.isfinite(self.step_size) and self.step_size >= 0):
             raise ValueError(f"AttackConfig.step_size must be a finite number >= 0 (0 = eps / 4), got {self.step_size!r}")
 
@@ -238,6 +246,7 @@ def _pgd(model: Model, clean: torch.Tensor, labels: torch.Tensor, config: Attack
     alpha = config.effective_step_size
     for restart in range(config.restarts):
         adv = clean
+        velocity = torch.zeros_like(clean)  # (B, 3, H, W) running direction (config.momentum)
         if config.random_start:
             generator = torch.Generator(device=clean.device)
             generator.manual_seed(_restart_seed(seed, restart))
@@ -255,7 +264,12 @@ def _pgd(model: Model, clean: torch.Tensor, labels: torch.Tensor, config: Attack
                 best_correct = torch.where(worse, correct, best_correct)  # (B,)
                 best_loss = torch.where(worse, ce, best_loss)  # (B,)
                 if t < config.steps:
-                    adv = _project(adv + _step(grad, config.norm, alpha), clean, config.norm, config.eps)  # (B, 3, H, W)
+                    if config.momentum > 0:  # normalised per image, so every step weighs the same in the average
+                        scale = grad.abs().flatten(1).mean(1).clamp_min(1e-12)[:, None, None, None]  # (B, 1, 1, 1)
+                        velocity = config.momentum * velocity + grad / scale  # (B, 3, H, W)
+                        grad = velocity
+                    size = alpha if config.schedule == "constant" else alpha * (1.0 + math.cos(math.pi * t / config.steps))
+                    adv = _project(adv + _step(grad, config.norm, size), clean, config.norm, config.eps)  # (B, 3, H, W)
     return best.detach()
 
 

@@ -337,12 +337,25 @@ def test_same_seed_same_output_and_seeds_differ(nets, test_set):
     assert not torch.equal(a, c)
 
 
+def test_momentum_and_the_cosine_schedule_keep_the_ball_and_the_worst_iterate(nets, test_set):
+    net, _ = nets
+    images, labels = test_set
+    plain = AttackConfig(eps=4 / 255, steps=10, step_size=4 / 255)
+    tuned = AttackConfig(eps=4 / 255, steps=10, step_size=4 / 255, momentum=0.5, schedule="cosine")
+    for config in (plain, tuned):
+        adv = attack(net, images[:8], labels[:8], config, seed=1)
+        assert float((adv - images[:8]).abs().max()) <= 4 / 255 + 1e-6 and 0.0 <= float(adv.min()) <= float(adv.max()) <= 1.0
+    clean = correct_counts(net, images[:8], labels[:8])
+    assert torch.all(correct_counts(net, attack(net, images[:8], labels[:8], tuned, seed=1), labels[:8]) <= clean)
+
+
 # --- 8: settings --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kwargs, name", [
     ({"eps": 1.5}, "eps"), ({"eps": -0.1}, "eps"), ({"steps": 0}, "steps"), ({"restarts": 0}, "restarts"),
     ({"step_size": -0.01}, "step_size"), ({"kind": "cw"}, "kind"), ({"norm": "l1"}, "norm"), ({"loss": "dice"}, "loss"),
+    ({"momentum": 1.0}, "momentum"), ({"schedule": "linear"}, "schedule"),
 ])
 def test_bad_settings_name_the_setting(kwargs, name):
     value = next(iter(kwargs.values()))
