@@ -68,6 +68,26 @@ def _file_limits(config: Any, origins: dict[str, str]) -> list[str]:
     return [f"run.frames={config.run.frames} from {origin} (a longer source is cut there; --frames N to change)"]
 
 
+def _robust_lines(summary: dict[str, Any], f: Any) -> list[str]:
+    """The robustness line under the table: clean, PGD and Kornia mIoU on the robustness frames
+    (against the ground truth, else the teacher's labels), and what the views cost."""
+    if not summary.get("robust_frames"):
+        return []
+    truth = summary.get("student_clean_miou_on_robust_frames") is not None
+    suffix, against = ("", "ground truth") if truth else ("_vs_teacher", "teacher labels")
+    pgd = " ".join(f"{radius} {f(value)}" for radius, value in (summary.get(f"student_robust_miou{suffix}") or {}).items())
+    corrupt = summary.get(f"student_corrupt_miou{suffix}") or {}
+    presets = [v for k, v in corrupt.items() if k != "worst_of_k" and v is not None]
+    line = (f"robustness on {summary['robust_frames']} frames (mIoU vs {against}): clean "
+            f"{f(summary.get('student_clean_miou' + suffix + '_on_robust_frames'))} · PGD-10 {pgd} · Kornia presets mean "
+            f"{f(sum(presets) / len(presets)) if presets else '-'}, worst-of-k {f(corrupt.get('worst_of_k'))}")
+    costs = summary.get("robustness") or {}
+    if costs.get("view_frames"):
+        line += (f" · views on {costs['view_frames']} frames, {costs['view_ms_per_view_frame']:.0f} ms each, "
+                 f"{costs['student_syncs']} student syncs ({costs['student_sync_bytes'] / 1e6:.1f} MB)")
+    return [line]
+
+
 def _table(summary: dict[str, Any]) -> str:
     def f(value: Any) -> str:
         return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -80,6 +100,7 @@ def _table(summary: dict[str, Any]) -> str:
         lines.append(f"{name:<18}{frames:>8}{teacher_frames:>9}{f(d['student_miou']):>14}"
                      f"{f(d['student_miou_on_teacher_frames']):>10}{f(d['teacher_miou_on_teacher_frames']):>10}"
                      f"{f(d['student_teacher_ratio']):>8}{f(d['student_vs_teacher_miou']):>12}")
+    lines.extend(_robust_lines(summary, f))
     drift = summary.get("drift", {})
     lines.append(
         f"teacher rate {summary['teacher_rate']:.3f} · drift events {len(summary['drift_events'])} "
