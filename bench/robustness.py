@@ -60,7 +60,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CAMVID_CONFIG = ROOT / "configs" / "camvid.toml"
 SIM_RATE = 0.13  # the pinned teacher rate on the tour (the adaptive scheduler's own rate there, bench/tour.py)
 CAMVID_RATE = 0.25  # the pinned teacher rate on the clip (configs/camvid.toml's overall rate)
-# the robust student's settings (chosen on sim.seeds.ROBUST_TUNING worlds, never on the bench's)
+# the robust student's settings: TRADES with the defaults of [robust] and [adversarial], which were chosen on
+# the sim.seeds.ROBUST_TUNING world 31000 (1200 frames; beta 6 / 1 / 0.5 / 0.25 and ARD), never on the bench's
 ROBUST_SETTINGS = ["adversarial.enabled=true", "robust.loss=trades"]
 TARGETS = {"pgd4_vs_plain": 2.0, "pgd4_vs_own_clean": 0.4, "clean_drop": 0.03, "worstk_gain": 0.05, "pgd50_gap": 0.02}
 SUBSET_FRAMES = 12  # frames of the PGD-50 vs PGD-10 check

@@ -98,7 +98,7 @@ class ViewConfig:
     sync_every: int = 24  # learning steps between two syncs of the student copy
     kind: str = "pgd"  # fgsm | pgd
     norm: str = "linf"  # linf | l2 (l2: eps is the root-mean-square change per pixel value)
-    eps: float = 8 / 255  # attack radius, in [0, 1]
+    eps: float = 4 / 255  # attack radius, in [0, 1] (the radius the stream's robust figure is quoted at)
     steps: int = 3  # pgd iterations
     step_size: float = 0.0  # 0 = eps / 4
     loss: str = "segpgd"  # ce | segpgd

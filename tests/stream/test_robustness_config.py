@@ -88,4 +88,4 @@ def test_the_sim_teacher_can_be_the_attack_target():
     views = out.views
     assert views.recipe["attack"]["target"] == "teacher"
     change = np.abs(views.adversarial.astype(int) - image.astype(int)).max()
-    assert 0 < change <= 8  # adversarial.eps 8/255, on the 8-bit grid
+    assert 0 < change <= 4  # adversarial.eps 4/255, on the 8-bit grid
