@@ -51,12 +51,11 @@ from torch import nn
 
 from perception.labels import IGNORE_INDEX
 from perception.model_state import frozen_buffers, owning_module
+from perception.views import ATTACK_KINDS, ATTACK_LOSSES, ATTACK_NORMS
 
 log = logging.getLogger(__name__)
 
-KINDS = ("fgsm", "pgd")
-NORMS = ("linf", "l2")
-LOSSES = ("ce", "segpgd")
+KINDS, NORMS, LOSSES = ATTACK_KINDS, ATTACK_NORMS, ATTACK_LOSSES
 SCHEDULES = ("constant", "cosine")
 
 Model = Callable[[torch.Tensor], torch.Tensor]

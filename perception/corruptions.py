@@ -101,14 +101,9 @@ from kornia.augmentation.container.params import ParamItem
 
 from perception.labels import IGNORE_INDEX
 from perception.model_state import frozen_buffers
+from perception.views import GEOMETRIC, PRESETS, check_presets  # the names live torch-free, beside the configs
 
 logger = logging.getLogger(__name__)
-
-PRESETS: tuple[str, ...] = (
-    "rain", "snow", "plasma_shadow", "motion_blur", "gaussian_noise", "jpeg", "brightness", "contrast",
-    "gamma", "planckian_jitter", "linear_illumination", "gaussian_illumination", "shake",
-)
-GEOMETRIC: frozenset[str] = frozenset({"shake"})
 
 # Ranges (documented in the module docstring).
 NOISE_STD = (0.04, 0.12)
@@ -185,38 +180,6 @@ _KNOBS: dict[str, _Knob] = {
     "gaussian_illumination": _Knob("gain", *ILLUMINATION_GAIN, signed=True),
 }
 DIFFERENTIABLE: frozenset[str] = frozenset(_KNOBS)
-
-
-def check_presets(names: str | Sequence[str] | None, setting: str = "presets") -> tuple[str, ...]:
-    """The preset names asked for, checked: a tuple/list or a comma-separated string; ``"all"``
-    is every preset; empty (or None) gives ``()``. Duplicates are dropped, order kept.
-
-    Example:
-        >>> check_presets("all") == PRESETS, check_presets(""), check_presets(["snow", "rain"])
-        (True, (), ('snow', 'rain'))
-        >>> check_presets("rain,fog", "robust.presets")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ValueError: robust.presets: unknown preset 'fog' (choose from: rain, snow, ...)
-    """
-    if names is None:
-        return ()
-    if isinstance(names, str):
-        items = [part.strip() for part in names.split(",")]
-        if items == ["all"]:
-            return PRESETS
-    elif isinstance(names, (list, tuple)):
-        items = list(names)
-    else:
-        raise ValueError(f"{setting}: expected a list of preset names or a comma-separated string, got {type(names).__name__}")
-    out: list[str] = []
-    for item in items:
-        if item == "":
-            continue
-        if not isinstance(item, str) or item not in PRESETS:
-            raise ValueError(f"{setting}: unknown preset {item!r} (choose from: {', '.join(PRESETS)})")
-        if item not in out:
-            out.append(item)
-    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ class EvaluatorConfig:
             raise ValueError(f"EvaluatorConfig.ignore_index must be an int in 0..255, got {self.ignore_index!r}")
         if not isinstance(self.window, int) or self.window < 1:
             raise ValueError(f"EvaluatorConfig.window must be a positive int, got {self.window!r}")
-        from perception.views import parse_eps_list
+        from perception.views import check_presets, parse_eps_list
 
         if self.robust_every < 0:
             raise ValueError(f"robust_every must be >= 0, got {self.robust_every}")
@@ -299,10 +299,7 @@ class EvaluatorConfig:
             raise ValueError(f"robust_loss: expected ce, segpgd or both (comma-separated), got {self.robust_loss!r}")
         if self.worst_k < 0:
             raise ValueError(f"worst_k must be >= 0, got {self.worst_k}")
-        if self.robust_every > 0 and self.corruptions.strip():  # the preset names live beside kornia
-            from perception.corruptions import check_presets
-
-            check_presets(self.corruptions, "corruptions")
+        check_presets(self.corruptions, "corruptions")
 
 
 # Prefix of each pair's keys. "student" covers every frame with ground truth; "teacher" and

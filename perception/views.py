@@ -23,11 +23,51 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 TARGETS = ("student", "teacher")
+# The Kornia presets' names (perception.corruptions makes them); here, free of torch, so that a
+# config naming them is checked in any process.
+PRESETS: tuple[str, ...] = (
+    "rain", "snow", "plasma_shadow", "motion_blur", "gaussian_noise", "jpeg", "brightness", "contrast",
+    "gamma", "planckian_jitter", "linear_illumination", "gaussian_illumination", "shake",
+)
+GEOMETRIC: frozenset[str] = frozenset({"shake"})  # presets that move pixels (the labels move with them)
+ATTACK_KINDS, ATTACK_NORMS, ATTACK_LOSSES = ("fgsm", "pgd"), ("linf", "l2"), ("ce", "segpgd")
+
+
+def check_presets(names: str | Sequence[str] | None, setting: str = "presets") -> tuple[str, ...]:
+    """The preset names asked for, checked: a tuple/list or a comma-separated string; ``"all"``
+    is every preset; empty (or None) gives ``()``. Duplicates are dropped, order kept.
+
+    Example:
+        >>> check_presets("all") == PRESETS, check_presets(""), check_presets(["snow", "rain"])
+        (True, (), ('snow', 'rain'))
+        >>> check_presets("rain,fog", "robust.presets")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: robust.presets: unknown preset 'fog' (choose from: rain, snow, ...)
+    """
+    if names is None:
+        return ()
+    if isinstance(names, str):
+        items = [part.strip() for part in names.split(",")]
+        if items == ["all"]:
+            return PRESETS
+    elif isinstance(names, (list, tuple)):
+        items = list(names)
+    else:
+        raise ValueError(f"{setting}: expected a list of preset names or a comma-separated string, got {type(names).__name__}")
+    out: list[str] = []
+    for item in items:
+        if item == "":
+            continue
+        if not isinstance(item, str) or item not in PRESETS:
+            raise ValueError(f"{setting}: unknown preset {item!r} (choose from: {', '.join(PRESETS)})")
+        if item not in out:
+            out.append(item)
+    return tuple(out)
 
 
 def parse_eps(text: str, setting: str = "eps") -> float:
@@ -119,9 +159,13 @@ class ViewConfig:
             raise ValueError(f"worst_k must be >= 1, got {self.worst_k}")
         if self.param_steps < 0:
             raise ValueError(f"param_steps must be >= 0, got {self.param_steps}")
-        if self.enabled:  # names checked against the attack and preset modules (they import torch)
-            self.attack_config()
-            self.preset_names()
+        for name, value, choices in (("kind", self.kind, ATTACK_KINDS), ("norm", self.norm, ATTACK_NORMS),
+                                     ("loss", self.loss, ATTACK_LOSSES)):
+            if value not in choices:
+                raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+        if self.steps < 1 or self.step_size < 0:
+            raise ValueError(f"steps must be >= 1 and step_size >= 0, got {self.steps} and {self.step_size}")
+        check_presets(self.presets, "presets")
 
     def attack_settings(self) -> dict[str, Any]:
         """The gradient attack's settings (perception.attacks.AttackConfig's fields)."""
@@ -134,8 +178,6 @@ class ViewConfig:
         return AttackConfig(**self.attack_settings())
 
     def preset_names(self) -> tuple[str, ...]:
-        from perception.corruptions import check_presets
-
         return check_presets(self.presets, "presets")
 
 

@@ -49,7 +49,7 @@ def test_the_teacher_part_labels_a_slot_of_a_pack_or_of_a_ring():
         record = RingFrame.put(pack[1], ring)
         teacher.label([record], 0)
         assert teacher.teacher.seen == [2, 1]  # read from the ring slot
-        assert teacher.describe(32, 64) == {"params": 1, "macs": 0, "name": "flat", "device": "cpu"}
+        assert teacher.describe(32, 64) == {"params": 1, "macs": 0, "name": "flat", "device": "cpu", "views": None}
     finally:
         ring.close()
 
@@ -67,7 +67,7 @@ def test_the_learner_part_steps_through_packs_and_gives_outputs_without_ground_t
         outputs += done
     outputs += learner.flush()[1]
     assert [o.index for o in outputs] == list(range(6))
-    assert all(set(vars(o)) == {"index", "student", "teacher"} for o in outputs)
+    assert all(set(vars(o)) == {"index", "student", "teacher", "robust"} for o in outputs)
     assert teacher.seen == list(range(6)) and learner.position() == 6
 
 
