@@ -49,10 +49,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perception.attacks import AttackConfig, attack  # noqa: E402
 from perception.evaluator import EvaluatorConfig, confusion_update  # noqa: E402
 from perception.metrics import mean_iou  # noqa: E402
-from perception.teachers.common import images_to_tensor  # noqa: E402
 from sim.seeds import ROBUSTNESS_BENCH, training_use  # noqa: E402
 from stream.config import RunConfig, load_config  # noqa: E402
 
@@ -92,27 +90,18 @@ def last_student(config: RunConfig) -> torch.nn.Module:
 
 def attack_gap(model: torch.nn.Module, frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]], num_classes: int,
                to_eval: Any, eps: float = 4 / 255) -> dict[str, float]:
-    """mIoU against the ground truth under PGD-10 and PGD-50 at ``eps`` (each the worse of the
-    CE and SegPGD losses per frame, aimed at the teacher's labels), on ``frames`` of
-    (image, teacher labels, ground truth)."""
-    from learners.robust_probe import predicted_labels
+    """mIoU against the ground truth under PGD-10 and PGD-50 at ``eps``: the stream's own
+    probe (each the worse of the CE and SegPGD losses per frame, aimed at the teacher's
+    labels) with 10 and with 50 steps, on ``frames`` of (image, teacher labels, ground truth)."""
+    from learners.robust_probe import RobustProbe, attack_name
 
     matrices = {steps: np.zeros((num_classes, num_classes + 1), np.int64) for steps in (10, 50)}
-    for number, (image, teacher_labels, truth) in enumerate(frames):
-        x = images_to_tensor(image[None])  # (1, 3, H, W)
-        target = torch.from_numpy(teacher_labels).long()[None]  # (1, H, W)
-        for steps in (10, 50):
-            worst, worst_acc = None, 2.0
-            for loss in ("ce", "segpgd"):
-                settings = AttackConfig(eps=eps, steps=steps, loss=loss, step_size=eps * PROBE.robust_step,
-                                        schedule=PROBE.robust_schedule, momentum=PROBE.robust_momentum)  # the stream's attack
-                adversarial = attack(model, x, target, settings, seed=number)
-                labels = predicted_labels(model, adversarial)  # (H, W)
-                valid = teacher_labels != 255
-                accuracy = float((labels[valid] == teacher_labels[valid]).mean()) if valid.any() else 0.0
-                if accuracy < worst_acc:
-                    worst, worst_acc = labels, accuracy
-            confusion_update(matrices[steps], truth, to_eval(worst), 255)
+    for steps in (10, 50):
+        probe = RobustProbe(dataclasses.replace(PROBE, robust_eps=str(eps), robust_steps=steps, corruptions="", worst_k=0),
+                            seed=0)
+        for number, (image, teacher_labels, truth) in enumerate(frames):
+            labels = probe.probe(model, image, teacher_labels, number).labels[attack_name(eps)]  # (H, W)
+            confusion_update(matrices[steps], truth, to_eval(labels), 255)
     pgd10, pgd50 = (float(mean_iou(matrices[s])) for s in (10, 50))
     return {"pgd10_miou": pgd10, "pgd50_miou": pgd50, "pgd50_minus_pgd10": pgd50 - pgd10, "frames": len(frames)}
 

@@ -33,7 +33,7 @@ from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConf
 from learners.losses import DistillationLoss, hard_label_loss
 from learners.replay import ReplayBuffer, ReplayConfig, ReplaySample
 from learners.robust_losses import RobustDistillationLoss
-from perception.argmax import class_labels, upsampled_class_labels
+from perception.argmax import net_labels
 from perception.device import resolve_device
 from perception.model_state import frozen_buffers
 from perception.teachers.common import images_to_tensor
@@ -174,12 +174,7 @@ class OnlineLearner:
         (:func:`perception.argmax.upsampled_class_labels`: that step about three times faster,
         the whole prediction 1.1-1.2x, ``bench/predict.py``).
         """
-        coarse = getattr(self._predicting(), "coarse_logits", None)
-        if coarse is None:
-            return class_labels(self.predict_logits(image)[0])  # (H, W) uint8
-        height, width = image.shape[:2]
-        logits = coarse(images_to_tensor(image[None], self.device))  # (1, K, H/s, W/s)
-        return upsampled_class_labels(logits[0], height, width)  # (H, W) uint8
+        return net_labels(self._predicting(), images_to_tensor(image[None], self.device))  # (H, W) uint8
 
     def learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
               catch_up: bool = False, views: FrameViews | None = None) -> dict[str, float]:

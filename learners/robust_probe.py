@@ -40,14 +40,14 @@ import torch
 from torch import nn
 
 from learners.records import RobustRecord
-from perception.argmax import class_labels, upsampled_class_labels
+from perception.argmax import net_labels
 from perception.attacks import AttackConfig, attack
 from perception.corruptions import check_presets, corrupt, worst_of_k
 from perception.evaluator import EvaluatorConfig
 from perception.labels import IGNORE_INDEX
 from perception.model_state import frozen_buffers
 from perception.teachers.common import images_to_tensor
-from perception.views import eps_name, frame_draw, parse_eps_list
+from perception.views import eps_name, frame_seed, parse_eps_list
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,6 @@ def attack_name(eps: float) -> str:
     return f"pgd {eps_name(eps)}"
 
 
-def frame_seed(seed: int, index: int, salt: str) -> int:
-    """A 31-bit seed fixed by (run seed, frame index, salt)."""
-    return int(frame_draw(seed, index, salt) * 2**31)
-
-
 def predicted_labels(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     """The student's labels as the learner predicts them (coarse logits upsampled by the
     fused kernel when the net has them).
@@ -77,12 +72,14 @@ def predicted_labels(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     Shape:
         x (1, 3, H, W) float in [0, 1] -> (H, W) uint8
     """
-    height, width = x.shape[-2:]
     with torch.no_grad(), frozen_buffers(model):
-        coarse = getattr(model, "coarse_logits", None)
-        if coarse is None:
-            return class_labels(model(x)[0])  # (H, W) uint8
-        return upsampled_class_labels(coarse(x)[0], height, width)  # (H, W) uint8
+        return net_labels(model, x)  # (H, W) uint8
+
+
+def _labels(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """:func:`predicted_labels` inside the probe, whose own :func:`frozen_buffers` covers it."""
+    with torch.no_grad():
+        return net_labels(model, x)  # (H, W) uint8
 
 
 class RobustProbe:
@@ -91,7 +88,7 @@ class RobustProbe:
     def __init__(self, config: EvaluatorConfig, seed: int) -> None:
         self.config = config
         self.seed = seed
-        losses = [item.strip() for item in config.robust_loss.split(",") if item.strip()]
+        losses = config.robust_losses()
         self.attacks = [(attack_name(eps), [AttackConfig(kind="pgd", norm="linf", eps=eps, steps=config.robust_steps,
                                                          step_size=eps * config.robust_step, restarts=config.robust_restarts,
                                                          loss=loss, momentum=config.robust_momentum,
@@ -127,19 +124,19 @@ class RobustProbe:
                 worst = 2.0
                 for config in configs:  # each loss; the labels of the one that hurts most are kept
                     adversarial = attack(model, x, target, config, seed=frame_seed(self.seed, index, name))  # (1, 3, H, W)
-                    predicted = predicted_labels(model, adversarial)  # (H, W)
+                    predicted = _labels(model, adversarial)  # (H, W)
                     accuracy = float((predicted[valid] == reference[valid]).mean()) if valid.any() else 0.0
                     if accuracy < worst:
                         labels[name], worst = predicted, accuracy
             for preset in self.presets:
                 view = corrupt(preset, x, target, seed=frame_seed(self.seed, index, preset))
-                labels[preset] = predicted_labels(model, view.images)
+                labels[preset] = _labels(model, view.images)
                 if view.transform is not None:
                     transforms[preset] = view.transform[0].tolist()
             if self.worst_k > 0:
                 view = worst_of_k(model, x, target, self.presets, self.worst_k, seed=frame_seed(self.seed, index, WORST_OF_K),
                                   param_steps=EVAL_PARAM_STEPS)
-                labels[WORST_OF_K] = predicted_labels(model, view.images)
+                labels[WORST_OF_K] = _labels(model, view.images)
                 if view.transform is not None:
                     transforms[WORST_OF_K] = view.transform[0].tolist()
         ms = (time.perf_counter() - started) * 1000.0

@@ -33,19 +33,19 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from learners.configs import DistillationConfig, OnlineConfig, StreamLearnerConfig
+from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConfig, StreamLearnerConfig
 from learners.monitor import DriftConfig, DriftMonitor
 from learners.online import OnlineLearner
 from learners.replay import ReplayConfig
 from learners.records import LearnerOutput, Observation, StepResult
 from learners.scheduler import SchedulerConfig, TeacherScheduler
-
-if TYPE_CHECKING:
-    from learners.robust_probe import RobustProbe
 from perception.evaluator import confusion_update
 from perception.labels import IGNORE_INDEX, NUM_CLASSES
 from perception.metrics import mean_iou, pixel_accuracy
 from perception.teacher import TeacherOutput
+
+if TYPE_CHECKING:
+    from learners.robust_probe import RobustProbe
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +125,16 @@ class StreamLearner:
         device: str = "cpu",
         probe: "RobustProbe | None" = None,
         sync_every: int = 0,
-        robust: Any = None,
+        robust: RobustDistillConfig = RobustDistillConfig(),
     ):
         """``probe``: attacks the student on the robustness frames (they are always sent to the
         teacher). ``sync_every``: learning steps between two syncs of the teacher part's
         student copy (0 = no copy: the teacher makes no views against the student).
-        ``robust``: the robust distillation settings (``learners.configs.RobustDistillConfig``)."""
+        ``robust``: the robust distillation settings."""
         self.config = config
         self.teacher = teacher_client
-        extra = {} if robust is None else {"robust": robust}
-        self.learner = OnlineLearner(online, student, seed=seed, distill=distill, replay=replay, device=device, **extra)
+        self.learner = OnlineLearner(online, student, seed=seed, distill=distill, replay=replay, device=device,
+                                     robust=robust)
         self.probe = probe
         self.sync_every = sync_every
         self.synced_at = -1  # optimizer steps at the last sync (-1: never synced)
@@ -213,13 +213,11 @@ class StreamLearner:
                 if self.monitor.update_disagreement(1.0 - pixel, item.frame.index):
                     self._on_drift(item.frame.index, "disagreement", result)
                 self.scheduler.on_agreement(miou if self.config.agreement == "miou" else pixel)
-                views = {}
                 if output.views is not None:
-                    views = {"views": output.views}
                     self.view_frames += 1
                     self.view_ms += output.views.ms
                 metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime,
-                                             catch_up=self.scheduler.trailing, **views)
+                                             catch_up=self.scheduler.trailing, views=output.views)
                 self._maybe_log_rate(item.frame.index, result)
                 result.losses.append(metrics["loss"])
                 if self.sync_every and self.learner.steps - self.synced_at >= self.sync_every:
@@ -240,7 +238,7 @@ class StreamLearner:
         return {"robust_asks": self.robust_asks, "robust_frames": probe.frames if probe else 0,
                 "robust_probe_ms": probe.ms_total if probe else 0.0, "student_syncs": self.syncs,
                 "student_sync_bytes": self.sync_bytes, "view_frames": self.view_frames, "view_ms": self.view_ms,
-                "view_refine_ms": float(getattr(self.learner, "refine_ms_total", 0.0))}
+                "view_refine_ms": self.learner.refine_ms_total}
 
     def _on_drift(self, index: int, detector: str, result: StepResult) -> None:
         self.regime += 1

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 import torch
@@ -181,3 +182,24 @@ def upsampled_class_labels(coarse: torch.Tensor, height: int, width: int) -> np.
     for b in range(flat.shape[0]):
         _upsample_argmax(flat[b].contiguous().numpy(), *rows, *cols, out[b])
     return out.reshape(lead + (height, width))
+
+
+def net_labels(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> np.ndarray:
+    """A segmentation net's labels for one frame: straight from its coarse grid with
+    :func:`upsampled_class_labels` when it has ``coarse_logits`` (every student net: its
+    ``forward`` is their bilinear upsampling), else the argmax of its full-size logits. The
+    caller chooses the grad mode and the net's mode.
+
+    Shape:
+        x (1, 3, H, W) float in [0, 1] -> labels (H, W) uint8
+
+    Example:
+        >>> net = torch.nn.Conv2d(3, 2, 1)
+        >>> with torch.no_grad():
+        ...     net_labels(net, torch.rand(1, 3, 4, 6)).shape
+        (4, 6)
+    """
+    coarse = getattr(model, "coarse_logits", None)
+    if coarse is None:
+        return class_labels(model(x)[0])  # (H, W) uint8
+    return upsampled_class_labels(coarse(x)[0], *x.shape[-2:])  # (H, W) uint8

@@ -294,12 +294,21 @@ class EvaluatorConfig:
             raise ValueError(f"robust_step must be in (0, 1] (a fraction of eps), got {self.robust_step}")
         if self.robust_steps < 1 or self.robust_restarts < 1:
             raise ValueError(f"robust_steps and robust_restarts must be >= 1, got {self.robust_steps}, {self.robust_restarts}")
-        losses = [item.strip() for item in self.robust_loss.split(",") if item.strip()]
+        losses = self.robust_losses()
         if not losses or any(loss not in ("ce", "segpgd") for loss in losses):
             raise ValueError(f"robust_loss: expected ce, segpgd or both (comma-separated), got {self.robust_loss!r}")
         if self.worst_k < 0:
             raise ValueError(f"worst_k must be >= 0, got {self.worst_k}")
         check_presets(self.corruptions, "corruptions")
+
+    def robust_losses(self) -> list[str]:
+        """The attack losses ``robust_loss`` names, in order.
+
+        Example:
+            >>> EvaluatorConfig(robust_loss="ce, segpgd").robust_losses()
+            ['ce', 'segpgd']
+        """
+        return [item.strip() for item in self.robust_loss.split(",") if item.strip()]
 
 
 # Prefix of each pair's keys. "student" covers every frame with ground truth; "teacher" and

@@ -39,7 +39,7 @@ from perception.attacks import attack
 from perception.corruptions import GEOMETRIC, worst_of_k
 from perception.student_nets import build_student_net
 from perception.teachers.common import images_to_tensor
-from perception.views import FrameViews, ViewConfig, frame_draw
+from perception.views import FrameViews, ViewConfig, frame_draw, frame_seed
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,10 @@ class ViewMaker:
         started = time.perf_counter()
         x = images_to_tensor(image[None], self.device)  # (1, 3, H, W)
         target = torch.from_numpy(np.ascontiguousarray(labels)).to(self.device).long()[None]  # (1, H, W)
-        attack_seed = int(frame_draw(self.seed, index, "attack") * 2**31)
+        attack_seed = frame_seed(self.seed, index, "attack")
         adversarial = attack(self.target_model, x, target, self.attack_config, seed=attack_seed)  # (1, 3, H, W)
         view = worst_of_k(self.student, x, target, self.presets, self.config.worst_k,
-                          seed=int(frame_draw(self.seed, index, "kornia") * 2**31), param_steps=self.config.param_steps)
+                          seed=frame_seed(self.seed, index, "kornia"), param_steps=self.config.param_steps)
         moved = view.labels[0].clamp(0, 255).to(torch.uint8).cpu().numpy() if view.labels is not None else labels  # (H, W)
         ms = (time.perf_counter() - started) * 1000.0
         self.frames += 1

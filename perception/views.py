@@ -121,6 +121,16 @@ def frame_draw(seed: int, index: int, salt: str) -> float:
     return int.from_bytes(digest, "little") / 2.0**64
 
 
+def frame_seed(seed: int, index: int, salt: str) -> int:
+    """A 31-bit seed fixed by (run seed, frame index, salt) (:func:`frame_draw` scaled).
+
+    Example:
+        >>> 0 <= frame_seed(0, 5, "attack") < 2**31
+        True
+    """
+    return int(frame_draw(seed, index, salt) * 2**31)
+
+
 @dataclass(frozen=True)
 class ViewConfig:
     """The teacher side's robustness views (the run's ``[adversarial]`` section).

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from learners.records import StepResult
 from stream.config import RunConfig
+from stream.evaluation import ROBUST_KEYS
 from stream.ingest import FrameHeader
 from stream.recorder import RunRecorder
 from stream.report import write_report
@@ -40,9 +41,6 @@ log = logging.getLogger(__name__)
 
 DRIFT_TOLERANCE = 60  # frames after a true shift within which a detection counts
 PARTS = ("ingest", "teacher", "learner", "evaluator")
-ROBUST_KEYS = ("robust_frames", "student_clean_miou_on_robust_frames", "student_clean_miou_vs_teacher_on_robust_frames",
-               "student_robust_miou", "student_robust_miou_vs_teacher", "student_corrupt_miou",
-               "student_corrupt_miou_vs_teacher")  # the evaluator's robustness figures (stream.evaluation.robust_named)
 
 
 class LearnerGone(RuntimeError):

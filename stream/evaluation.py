@@ -32,6 +32,11 @@ from stream.frame import GroundTruth
 from stream.machine import peak_rss_mb
 
 
+ROBUST_KEYS = ("robust_frames", "student_clean_miou_on_robust_frames", "student_clean_miou_vs_teacher_on_robust_frames",
+               "student_robust_miou", "student_robust_miou_vs_teacher", "student_corrupt_miou",
+               "student_corrupt_miou_vs_teacher")  # what robust_named gives
+
+
 def robust_named(robust: dict[str, Any] | None) -> dict[str, Any]:
     """:class:`~perception.robust_scores.RobustScores` figures under the summary's names:
     ``student_robust_miou`` (per PGD radius) and ``student_corrupt_miou`` (per Kornia preset,

@@ -91,42 +91,30 @@ def student_and_frames():
     return build_student(config).eval(), frames
 
 
-PROBE = EvaluatorConfig()  # the stream's attack settings
+def _miou_under(model, frames, eps, steps=10, restarts=1):
+    """mIoU against the teacher's labels under the stream's own probe (per frame the worse of
+    CE and SegPGD), at radius ``eps``/255 with ``steps`` iterations and ``restarts``."""
+    import dataclasses
 
-
-def _miou_under(model, frames, **settings):
-    """mIoU against the teacher's labels under the probe's attack (per frame the worse of CE and SegPGD)."""
-    import torch
-
-    from learners.robust_probe import predicted_labels
-    from perception.attacks import AttackConfig, attack
+    from learners.robust_probe import RobustProbe, attack_name
     from perception.evaluator import confusion_update
     from perception.metrics import mean_iou
-    from perception.teachers.common import images_to_tensor
 
+    config = dataclasses.replace(EvaluatorConfig(), robust_eps=f"{eps}/255", robust_steps=steps, robust_restarts=restarts,
+                                 corruptions="", worst_k=0)
+    probe = RobustProbe(config, seed=0)
     cm = np.zeros((19, 20), np.int64)
     for number, (image, labels) in enumerate(frames):
-        x = images_to_tensor(image[None])
-        target = torch.from_numpy(labels).long()[None]
-        valid = labels != 255
-        worst, worst_hits = None, None
-        for loss in ("ce", "segpgd"):
-            config = AttackConfig(loss=loss, step_size=settings["eps"] * PROBE.robust_step, momentum=PROBE.robust_momentum,
-                                  schedule=PROBE.robust_schedule, **settings)
-            predicted = predicted_labels(model, attack(model, x, target, config, seed=number))
-            hits = int((predicted[valid] == labels[valid]).sum())
-            if worst_hits is None or hits < worst_hits:
-                worst, worst_hits = predicted, hits
-        confusion_update(cm, labels, worst, 255)
+        confusion_update(cm, labels, probe.probe(model, image, labels, number).labels[attack_name(eps / 255)], 255)
     return float(mean_iou(cm))
 
 
 def test_the_stream_attack_is_strong_on_the_shipped_student(student_and_frames):
     model, frames = student_and_frames
-    miou = {eps: _miou_under(model, frames, eps=eps / 255, steps=10) for eps in (2, 4, 8)}
+    miou = {eps: _miou_under(model, frames, eps) for eps in (2, 4, 8)}
     assert miou[2] >= miou[4] >= miou[8]  # a larger radius never helps the student
-    pgd50 = _miou_under(model, frames, eps=4 / 255, steps=50)
+    pgd50 = _miou_under(model, frames, 4, steps=50)
     assert pgd50 <= miou[4] + 0.005, (pgd50, miou[4])  # more steps never help (beyond mIoU's own noise)
     assert miou[4] - pgd50 <= 0.02, (miou[4], pgd50)  # PGD-10 within 2 points of PGD-50: strong enough to report
-    restarts = _miou_under(model, frames, eps=4 / 255, steps=10, restarts=2)
+    restarts = _miou_under(model, frames, 4, restarts=2)
     assert restarts <= miou[4] + 0.005, (restarts, miou[4])  # random restarts never help (beyond mIoU's own noise)

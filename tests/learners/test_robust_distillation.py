@@ -10,7 +10,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConfig
-from learners.online import OnlineLearner, frozen_buffers
+from learners.online import OnlineLearner
+from perception.model_state import frozen_buffers
 from learners.replay import ReplayBuffer, ReplayConfig
 from learners.robust_losses import RobustDistillationLoss, ard_loss, rslad_loss, self_kl, trades_loss
 from perception.views import FrameViews
