@@ -19,6 +19,25 @@ teacher-free input-statistics chain on real dash-cam video.
    scored as a run's summary scores it (:func:`stream.driver.score_drift`: a shift is caught
    when a detection falls within 60 frames of it; every other detection is false).
 
+5. ``--streams``: long simulated drift streams (:func:`sim.schedule.drift_schedule`: 20 000
+   frames per world at 128 x 64, 24 abrupt weather/town shifts and 6 gradual ones, the weather
+   fading in over 100-300 frames). Four signals are computed once per world and replayed to
+   every detector (:func:`stream_signals`): ``input`` (the frame statistics' novelty),
+   ``entropy`` and ``confidence`` of the shipped sim student's softmax (teacher-free, every
+   frame), ``disagreement`` with the shipped sim teacher (every 8th frame). Detectors: ours
+   (``learners.drift`` Page-Hinkley and ADWIN, ``learners.kswin.KSWIN``,
+   ``learners.drift_combined.StepCUSUM`` and the combination ``CombinedDetector``) and River's
+   ``ADWIN``, ``PageHinkley`` and ``KSWIN`` (the ``bench`` extra; benchmark-only). Every
+   single-signal detector gets the same 8-setting grid effort, chosen by F1 on the
+   ``DRIFT_STREAM_TUNING`` worlds, and is reported on the held-out ``DRIFT_STREAMS`` worlds;
+   the signals are divided by their tuning-world standard deviation first (the same input for
+   all). Every detector's detections within 100 frames of its last event fold into it. A shift
+   is caught by an event in ``[start, end + 60]`` (a gradual shift: inside its ramp or within
+   60 frames after it); delays count from the shift's start. Figures: median and p90 delay,
+   false alarms per 10 000 frames, precision, recall, F1, and the cost of one ``update(x)``
+   call and per value inside ``update_many`` (medians of 5 repeats). The last line's JSON has
+   ``best`` (ours), ``river_best_f1`` and the targets' verdicts.
+
 The drift thresholds are tuned and reported on different worlds (:mod:`sim.seeds`):
 
 - ``--tune``: a grid search of the main input thresholds (Page-Hinkley ``input_threshold``
@@ -28,7 +47,8 @@ The drift thresholds are tuned and reported on different worlds (:mod:`sim.seeds
 - the default (report): parts 1-3 and part 4 for the shipped defaults on the held-out
   ``DRIFT_REPORT`` worlds only.
 
-Run: ``.venv/bin/python bench/drift.py [--tune] [--frames 3600] [--seeds N] [--workers N]``;
+Run: ``.venv/bin/python bench/drift.py [--tune] [--frames 3600] [--seeds N] [--workers N]``, or
+``bench/drift.py --streams [--stream-worlds N] [--stream-frames 20000]`` (part 5 alone);
 the last line is one JSON object (with ``tune_seeds`` and ``report_seeds``).
 """
 from __future__ import annotations
@@ -49,6 +69,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from learners.drift import ADWIN, ADWINConfig, PageHinkley, PageHinkleyConfig  # noqa: E402
+from learners.drift_combined import (  # noqa: E402
+    SIGNALS, CombinedConfig, CombinedDetector, StepCUSUMConfig, check_signals, make_detector,
+)
 from learners.input_stats import InputDriftMonitor, frame_statistics  # noqa: E402
 from learners.monitor import DriftConfig, DriftMonitor  # noqa: E402
 from sim import seeds as world_seeds  # noqa: E402
@@ -289,6 +312,358 @@ def sim_report(seeds: list[int], frames: int, workers: int) -> dict | None:
     return score_setting(DriftConfig(), render_worlds(seeds, frames, workers))
 
 
+# --------------------------------------------------------------------------- part 5: long drift streams
+
+STREAM_TOLERANCE = 60  # frames after a shift (after a gradual shift's ramp) within which a detection counts,
+# as stream.driver.DRIFT_TOLERANCE
+STREAM_TUNE_SEEDS = world_seeds.take(world_seeds.DRIFT_STREAM_TUNING, 3, "DRIFT_STREAM_TUNING")  # detectors tuned here
+STREAM_REPORT_SEEDS = list(world_seeds.DRIFT_STREAMS)  # and reported here (held out)
+STREAM_FRAMES = 20_000  # per world: drift_schedule's 24 abrupt + 6 gradual shifts
+STREAM_SIZE = (128, 64)  # width, height of the rendered frames (cheap; the student and teacher run at it)
+TEACHER_EVERY = 8  # the disagreement signal: a teacher label on every 8th frame (about scheduler.min_rate)
+STREAM_COOLDOWN = 100  # every detector's detections within this many frames of its last event fold into it
+CACHE = os.environ.get("ODISTILL_DRIFT_CACHE", "/tmp/odistill_drift_streams")
+
+
+def stream_signals(job: tuple[int, int]) -> dict:
+    """Render world ``seed``'s :func:`~sim.schedule.drift_schedule` at :data:`STREAM_SIZE` and
+    compute every signal per frame (cached under :data:`CACHE`):
+
+    - ``input``: the novelty of the frame's statistics against a never-reset
+      :class:`~learners.input_stats.InputStatsTracker` reference (NaN while it warms up);
+    - ``entropy`` / ``confidence``: :func:`~learners.confidence.softmax_confidence` of the
+      shipped sim student's coarse logits (teacher-free);
+    - ``disagreement``: ``1 - pixel agreement`` of the student's labels with the shipped sim
+      teacher's on every :data:`TEACHER_EVERY`-th frame (NaN on the others).
+
+    The student is the shipped one, not learning (a detector's view of a fixed student).
+
+    Shape:
+        -> signals[name] (frames,) float64; spans (shifts, 2) int64
+    """
+    import hashlib
+
+    seed, frames = job
+    from sim.schedule import drift_schedule
+
+    schedule = drift_schedule(seed, frames)
+    key = hashlib.sha1(f"{repr(schedule)} {STREAM_SIZE} {TEACHER_EVERY} v1".encode()).hexdigest()[:12]
+    path = os.path.join(CACHE, f"world{seed}_{frames}_{key}.npz")
+    if os.path.exists(path):
+        with np.load(path) as data:
+            return {"seed": seed, "spans": data["spans"], "signals": {name: data[name] for name in SIGNALS}}
+    import torch
+
+    torch.set_num_threads(1)
+    from learners.confidence import softmax_confidence
+    from learners.input_stats import InputStatsTracker
+    from learners.stream_learner import frame_agreement
+    from sim.world import SimConfig
+    from stream.builders import build_student, build_teacher
+    from stream.config import RunConfig
+    from stream.sources.sim import SimSource
+
+    config = RunConfig()
+    student = build_student(config).eval()
+    teacher = build_teacher(config)
+    tracker = InputStatsTracker()
+    signals = {name: np.full(frames, np.nan) for name in SIGNALS}  # each (frames,)
+    source = SimSource(SimConfig(width=STREAM_SIZE[0], height=STREAM_SIZE[1]), seed=seed, frames=frames, schedule=schedule)
+    batch: list[np.ndarray] = []
+
+    def flush(end: int) -> None:
+        start = end - len(batch)
+        images = np.stack(batch)  # (B, H, W, 3) uint8
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)  # (B, 3, H, W)
+        with torch.no_grad():
+            entropy, confidence = softmax_confidence(student.coarse_logits(x))  # (B,), (B,)
+            asked = [i for i in range(len(batch)) if (start + i) % TEACHER_EVERY == 0]
+            if asked:
+                labels = student(x[asked]).argmax(1).to(torch.uint8).numpy()  # (A, H, W)
+                answers = teacher.label(images[asked]).labels  # (A, H, W)
+                for row, i in enumerate(asked):
+                    signals["disagreement"][start + i] = 1.0 - frame_agreement(labels[row], answers[row])[0]
+        signals["entropy"][start:end] = entropy.numpy()
+        signals["confidence"][start:end] = confidence.numpy()
+        batch.clear()
+
+    for frame in source:
+        novelty = tracker.update(frame_statistics(frame.image))
+        if novelty is not None:
+            signals["input"][frame.index] = novelty
+        batch.append(frame.image)
+        if len(batch) == 50:
+            flush(frame.index + 1)
+    if batch:
+        flush(frames)
+    source.close()
+    spans = np.asarray(schedule.shift_spans, np.int64).reshape(-1, 2)  # (shifts, 2)
+    os.makedirs(CACHE, exist_ok=True)
+    np.savez(path, spans=spans, **signals)
+    return {"seed": seed, "spans": spans, "signals": signals}
+
+
+def fold_events(hits: np.ndarray, cooldown: int = STREAM_COOLDOWN) -> list[int]:
+    """Detections -> events: a detection within ``cooldown`` frames of the last event folds into it
+    (as :class:`~learners.monitor.DriftMonitor` does), the same for every detector."""
+    events: list[int] = []
+    for hit in np.asarray(hits, np.int64).tolist():
+        if not events or hit - events[-1] > cooldown:
+            events.append(int(hit))
+    return events
+
+
+def score_events(events: list[int], spans: np.ndarray, tolerance: int = STREAM_TOLERANCE) -> dict:
+    """Match events to shifts: a shift ``(start, end)`` is caught by the first unused event in
+    ``[start, end + tolerance]`` (inside a gradual shift's ramp, or within ``tolerance`` frames
+    after it ends); its delay counts from ``start``. Every other event is a false alarm."""
+    used: set[int] = set()
+    delays, abrupt_delays = [], []
+    for start, end in np.asarray(spans).tolist():
+        hit = next((e for e in events if start <= e <= end + tolerance and e not in used), None)
+        if hit is not None:
+            used.add(hit)
+            delays.append(hit - start)
+            if end == start:
+                abrupt_delays.append(hit - start)
+    return {"events": len(events), "caught": len(delays), "false": len(events) - len(used), "delays": delays,
+            "abrupt_delays": abrupt_delays}
+
+
+def summarise(scores: list[dict], frames: int, shifts: int) -> dict:
+    """Pool per-world scores: delays, false alarms per 10 000 frames, precision, recall, F1."""
+    delays = [d for s in scores for d in s["delays"]]
+    abrupt = [d for s in scores for d in s["abrupt_delays"]]
+    caught = sum(s["caught"] for s in scores)
+    false = sum(s["false"] for s in scores)
+    events = sum(s["events"] for s in scores)
+    precision = caught / events if events else 0.0
+    recall = caught / shifts if shifts else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"median_delay": float(np.median(delays)) if delays else None,
+            "p90_delay": float(np.percentile(delays, 90)) if delays else None,
+            "median_delay_abrupt": float(np.median(abrupt)) if abrupt else None,
+            "false_per_10k": false * 10_000 / frames, "precision": precision, "recall": recall, "f1": f1,
+            "caught": caught, "shifts": shifts, "false": false}
+
+
+# detector grids: the same number of settings (8) for every detector, ours and River's; the
+# signals are divided by their standard deviation on the tuning worlds first (the same input to all)
+STREAM_GRIDS: dict[str, list[dict]] = {
+    "page_hinkley": [{"threshold": t, "delta": d, "alpha": 1.0 - 1e-4, "min_instances": 30}
+                     for t in (10.0, 25.0, 50.0, 100.0) for d in (0.1, 0.5)],
+    "adwin": [{"delta": d, "clock": c} for d in (2e-3, 1e-4, 1e-6, 1e-9) for c in (8, 32)],
+    "kswin": [{"alpha": a, "window_size": w, "stat_size": m} for a in (1e-3, 1e-5, 1e-7, 1e-9) for w, m in ((100, 30), (200, 60))],
+    "cusum": [{"threshold": t, "k": k} for t in (10.0, 25.0, 50.0, 100.0) for k in (1.0, 2.0)],
+}
+# the combination: (signals, votes, member threshold), members StepCUSUM(k=1, alpha=0.05), votes within
+# 60 frames (the grid's shape was chosen on a prototype over tuning worlds 30100-30101)
+COMBINED_GRID: list[tuple[str, int, float]] = [
+    ("input+entropy+disagreement", 3, 5.0), ("input+entropy+disagreement", 3, 10.0),
+    ("input+entropy+disagreement", 2, 20.0), ("input+entropy+disagreement", 2, 40.0),
+    ("input+entropy", 2, 20.0), ("input+entropy", 2, 40.0),
+    ("input+entropy+confidence+disagreement", 3, 10.0), ("input+entropy+confidence+disagreement", 3, 20.0),
+]
+COMBINED_WINDOW = 60
+
+
+def river_detector(name: str, setting: dict):
+    """River's detector with the same setting (the benchmark's baseline)."""
+    from river import drift as river_drift
+
+    if name == "page_hinkley":
+        return river_drift.PageHinkley(min_instances=setting["min_instances"], delta=setting["delta"],
+                                       threshold=setting["threshold"], alpha=setting["alpha"], mode="both")
+    if name == "adwin":
+        return river_drift.ADWIN(delta=setting["delta"], clock=setting["clock"])
+    if name == "kswin":
+        return river_drift.KSWIN(alpha=setting["alpha"], window_size=setting["window_size"],
+                                 stat_size=setting["stat_size"], seed=0)
+    raise ValueError(f"no River detector {name!r}")
+
+
+def run_detector(family: str, name: str, setting: dict, values: np.ndarray) -> np.ndarray:
+    """Feed ``values`` (N,) to one detector; the indices it flagged."""
+    if family == "ours":
+        return make_detector(name, setting).update_many(values)
+    detector = river_detector(name, setting)
+    hits = []
+    for i, x in enumerate(values.tolist()):
+        detector.update(x)
+        if detector.drift_detected:
+            hits.append(i)
+    return np.asarray(hits, np.int64)
+
+
+def single_signal_score(job: tuple) -> dict:
+    """One (family, detector, setting, signal) on every world: events folded and scored."""
+    family, name, setting, signal, worlds, scales = job
+    scores, frames, shifts = [], 0, 0
+    for world in worlds:
+        raw = world["signals"][signal]  # (frames,) NaN where the signal has no value
+        present = np.flatnonzero(~np.isnan(raw))  # (M,) frame of each value
+        hits = run_detector(family, name, setting, raw[present] / scales[signal])
+        scores.append(score_events(fold_events(present[hits]), world["spans"]))
+        frames += len(raw)
+        shifts += len(world["spans"])
+    return summarise(scores, frames, shifts)
+
+
+def combined_detector(signals: str, votes: int, threshold: float) -> CombinedDetector:
+    """The project's combination: one StepCUSUM per signal, ``votes`` of them within 60 frames."""
+    names = check_signals(signals, "--combined signals")
+    member = StepCUSUMConfig(threshold=threshold, k=1.0, alpha=0.05)
+    return CombinedDetector(CombinedConfig(signals=names, members=(member,) * len(names), cooldown=STREAM_COOLDOWN,
+                                           votes=votes, window=COMBINED_WINDOW))
+
+
+def combined_score(setting: tuple[str, int, float], worlds: list[dict], scales: dict) -> dict:
+    scores, frames, shifts = [], 0, 0
+    for world in worlds:
+        rows = np.stack([world["signals"][s] / scales[s] for s in setting[0].split("+")], axis=1)  # (frames, S)
+        hits = combined_detector(*setting).update_many(rows)
+        scores.append(score_events(fold_events(hits), world["spans"]))
+        frames += len(rows)
+        shifts += len(world["spans"])
+    return summarise(scores, frames, shifts)
+
+
+def rank(score: dict) -> tuple:
+    """Higher F1 first, then the shorter median delay."""
+    return (-score["f1"], score["median_delay"] if score["median_delay"] is not None else 1e9)
+
+
+def update_cost(family: str, name: str, setting: dict, values: np.ndarray, repeats: int = 5) -> dict:
+    """Microseconds per value: one ``update(x)`` call, and (ours) inside ``update_many``. Medians of repeats."""
+    values = np.asarray(values[:4000], np.float64)  # (n,)
+    listed = values.tolist()
+
+    def per_call():
+        detector = make_detector(name, setting) if family == "ours" else river_detector(name, setting)
+        start = time.perf_counter()
+        for x in listed:
+            detector.update(x)
+        return (time.perf_counter() - start) / len(listed) * 1e6
+
+    out = {"update_us": float(np.median([per_call() for _ in range(repeats)]))}
+    if family == "ours":
+        def batched():
+            detector = make_detector(name, setting)
+            start = time.perf_counter()
+            detector.update_many(values)
+            return (time.perf_counter() - start) / len(values) * 1e6
+        out["update_many_us"] = float(np.median([batched() for _ in range(repeats)]))
+    return out
+
+
+def streams(tune_seeds: list[int], report_seeds: list[int], frames: int, workers: int) -> dict:
+    """Part 5: every detector x signal, ours and River's, tuned on ``tune_seeds`` worlds and
+    reported on the held-out ``report_seeds`` worlds (module docstring)."""
+    t0 = time.perf_counter()
+    jobs = [(seed, frames) for seed in tune_seeds + report_seeds]
+    if workers <= 1:
+        rendered = [stream_signals(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            rendered = list(pool.map(stream_signals, jobs))
+    tune_worlds, report_worlds = rendered[: len(tune_seeds)], rendered[len(tune_seeds):]
+    signals_s = time.perf_counter() - t0
+    scales = {s: float(np.nanstd(np.concatenate([w["signals"][s] for w in tune_worlds]))) for s in SIGNALS}
+    jobs = [(family, name, setting, signal, tune_worlds, scales)
+            for family, names in (("ours", ("page_hinkley", "adwin", "kswin", "cusum")), ("river", ("page_hinkley", "adwin", "kswin")))
+            for name in names for signal in SIGNALS for setting in STREAM_GRIDS[name]]
+    if workers <= 1:
+        tuned = [single_signal_score(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            tuned = list(pool.map(single_signal_score, jobs, chunksize=4))
+    best: dict[tuple, tuple[dict, dict]] = {}
+    for job, score in zip(jobs, tuned):
+        key = job[:2] + (job[3],)
+        if key not in best or rank(score) < rank(best[key][1]):
+            best[key] = (job[2], score)
+    combo_scores = [combined_score(setting, tune_worlds, scales) for setting in COMBINED_GRID]
+    best_combo = min(zip(COMBINED_GRID, combo_scores), key=lambda item: rank(item[1]))
+    tune_s = time.perf_counter() - t0 - signals_s
+    rows = []
+    for (family, name, signal), (setting, tune_score) in sorted(best.items()):
+        report = single_signal_score((family, name, setting, signal, report_worlds, scales))
+        values = report_worlds[0]["signals"][signal]
+        cost = update_cost(family, name, setting, values[~np.isnan(values)] / scales[signal])
+        rows.append({"family": family, "detector": name, "signal": signal, "setting": setting,
+                     "tune_f1": tune_score["f1"], **report, **cost})
+    setting, combo_tune = best_combo
+    report = combined_score(setting, report_worlds, scales)
+    rows_xs = np.stack([report_worlds[0]["signals"][s] / scales[s] for s in setting[0].split("+")], axis=1)[:4000]  # (4000, S)
+    listed = list(rows_xs)
+
+    def combined_call():
+        detector = combined_detector(*setting)
+        start = time.perf_counter()
+        for row in listed:
+            detector.update(row)
+        return (time.perf_counter() - start) / len(listed) * 1e6
+
+    def combined_many():
+        detector = combined_detector(*setting)
+        start = time.perf_counter()
+        detector.update_many(rows_xs)
+        return (time.perf_counter() - start) / len(rows_xs) * 1e6
+
+    rows.append({"family": "ours", "detector": "combined", "signal": setting[0],
+                 "setting": {"votes": setting[1], "threshold": setting[2], "k": 1.0, "alpha": 0.05, "window": COMBINED_WINDOW},
+                 "tune_f1": combo_tune["f1"], **report,
+                 "update_us": float(np.median([combined_call() for _ in range(5)])),
+                 "update_many_us": float(np.median([combined_many() for _ in range(5)]))})
+    return {"rows": rows, "scales": scales, "signals_s": signals_s, "tune_s": tune_s,
+            "combined_tuning": [{"signals": c[0], "votes": c[1], "threshold": c[2], **sc} for c, sc in zip(COMBINED_GRID, combo_scores)]}
+
+
+def print_streams(out: dict, tune_seeds: list[int], report_seeds: list[int], frames: int) -> dict:
+    """The part-5 table (ours vs River per detector and signal), the best of each, the targets."""
+    rows = out["rows"]
+    print(f"long drift streams: tuned on DRIFT_STREAM_TUNING worlds {tune_seeds}, reported on held-out DRIFT_STREAMS "
+          f"worlds {report_seeds} ({frames} frames each, {rows[0]['shifts'] // max(1, len(report_seeds))} shifts per "
+          f"world incl. gradual; signals {out['signals_s']:.0f} s, tuning {out['tune_s']:.0f} s)")
+    print(f"  {'family':<6} {'detector':<13} {'signal':<38} {'tuneF1':>6} {'F1':>5} {'P':>5} {'R':>5} {'med':>5} {'p90':>6} "
+          f"{'fa/10k':>6} {'upd us':>7} {'many us':>7}")
+    for r in rows:
+        med = "-" if r["median_delay"] is None else f"{r['median_delay']:.0f}"
+        p90 = "-" if r["p90_delay"] is None else f"{r['p90_delay']:.0f}"
+        many = f"{r['update_many_us']:.3f}" if "update_many_us" in r else "-"
+        print(f"  {r['family']:<6} {r['detector']:<13} {r['signal']:<38} {r['tune_f1']:6.2f} {r['f1']:5.2f} {r['precision']:5.2f} "
+              f"{r['recall']:5.2f} {med:>5} {p90:>6} {r['false_per_10k']:6.1f} {r['update_us']:7.3f} {many:>7}")
+    ours = [r for r in rows if r["family"] == "ours"]
+    river = [r for r in rows if r["family"] == "river"]
+    best = max(ours, key=lambda r: (r["f1"], -(r["median_delay"] or 1e9)))
+    river_best = max(river, key=lambda r: (r["f1"], -(r["median_delay"] or 1e9)))
+    print(f"  River best (baseline): {river_best['detector']} on {river_best['signal']}: F1 {river_best['f1']:.3f}, median delay "
+          f"{river_best['median_delay']}, {river_best['false_per_10k']:.1f} false per 10k, update {river_best['update_us']:.3f} us")
+    print(f"  ours best:             {best['detector']} on {best['signal']}: F1 {best['f1']:.3f}, median delay {best['median_delay']}, "
+          f"{best['false_per_10k']:.1f} false per 10k, update {best['update_us']:.3f} us "
+          f"(update_many {best.get('update_many_us', float('nan')):.3f} us per value)")
+    print(f"  ratio ours / River: F1 {best['f1'] / river_best['f1'] if river_best['f1'] else float('inf'):.2f}x")
+    targets = {
+        "median_delay_le_30": best["median_delay"] is not None and best["median_delay"] <= 30,
+        "false_per_10k_le_1": best["false_per_10k"] <= 1.0,
+        "f1_above_river_best": best["f1"] > river_best["f1"],
+        "update_under_1us": best["update_us"] < 1.0,
+    }
+    for name, held in targets.items():
+        print(f"  target {name}: {'holds' if held else 'does NOT hold'}")
+    rnd = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
+    return {"best": {"detector": best["detector"], "signal": best["signal"], "median_delay": best["median_delay"],
+                     "p90_delay": best["p90_delay"], "false_per_10k": rnd(best["false_per_10k"]), "f1": rnd(best["f1"]),
+                     "update_us": rnd(best["update_us"]), "update_many_us": rnd(best.get("update_many_us"))},
+            "river_best": {"detector": river_best["detector"], "signal": river_best["signal"], "f1": rnd(river_best["f1"]),
+                           "median_delay": river_best["median_delay"], "false_per_10k": rnd(river_best["false_per_10k"]),
+                           "update_us": rnd(river_best["update_us"])},
+            "river_best_f1": rnd(river_best["f1"]), "targets": targets,
+            "rows": [{k: rnd(v) for k, v in r.items() if k not in ("delays",)} for r in rows],
+            "combined_tuning": [{k: rnd(v) for k, v in r.items()} for r in out["combined_tuning"]],
+            "tune_seeds": tune_seeds, "report_seeds": report_seeds, "frames": frames}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tune", action="store_true", help="grid-search the input thresholds on DRIFT_TUNING worlds")
@@ -296,6 +671,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=None, help="use only the first N worlds of the phase's seeds")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="render processes")
     parser.add_argument("--sim-only", action="store_true", help="report: skip parts 1-3 (speed, real clip)")
+    parser.add_argument("--streams", action="store_true", help="part 5 only: every detector x signal, ours and River's, "
+                        "on long drift streams (tuned on DRIFT_STREAM_TUNING, reported on DRIFT_STREAMS)")
+    parser.add_argument("--stream-worlds", type=int, default=None,
+                        help="part 5: use only the first N tuning and N report worlds (default 3 and 6)")
+    parser.add_argument("--stream-frames", type=int, default=STREAM_FRAMES, help="part 5: frames per world")
     return parser.parse_args(argv)
 
 
@@ -308,6 +688,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"bench/drift.py --seeds: {error}")
     if args.tune:
         print(json.dumps(tune(seeds, args.frames, args.workers)))
+        return
+    if args.streams:
+        n = args.stream_worlds
+        try:
+            tune_seeds = world_seeds.take(STREAM_TUNE_SEEDS, n or len(STREAM_TUNE_SEEDS), "the drift stream tuning seeds")
+            report_seeds = world_seeds.take(STREAM_REPORT_SEEDS, n or len(STREAM_REPORT_SEEDS), "DRIFT_STREAMS")
+        except ValueError as error:
+            sys.exit(f"bench/drift.py --stream-worlds: {error}")
+        out = streams(tune_seeds, report_seeds, args.stream_frames, args.workers)
+        print(json.dumps(print_streams(out, tune_seeds, report_seeds, args.stream_frames)))
         return
     result: dict = {}
     if not args.sim_only:

@@ -16,6 +16,8 @@ STUDENT_TRAINING  20 000 .. 29 999      ``odistill train-student --source sim:..
                                         ``STUDENT_BLOCK`` worlds per training ``--seed``
                                         (:func:`student_training_worlds`; the shipped student: 20 000 .. 20 023)
 DRIFT_TUNING      30 000 .. 30 999      ``bench/drift.py --tune``: the grid search of the drift thresholds
+                                        (tours: 30 000 ..; the long drift streams' detectors: 30 100 ..,
+                                        ``DRIFT_STREAM_TUNING``)
 ROBUST_TUNING     31 000 .. 31 999      ``bench/robustness.py --tune``: the robust distillation settings
                                         were chosen on these worlds
 ================  ====================  ==========================================================
@@ -34,6 +36,8 @@ TOUR_BENCH           100 101 .. 100 103    ``bench/tour.py``: the default tour r
 DRIFT_REPORT         100 201 .. 100 206    ``bench/drift.py``'s report of the shipped drift thresholds
 RENDER_BENCH         100 301               ``bench/sim_render.py``'s frames-per-second world
 ROBUSTNESS_BENCH     100 401               ``bench/robustness.py``: plain vs robust online distillation
+DRIFT_STREAMS        100 501 .. 100 506    ``bench/drift.py --streams``: the long drift streams every
+                                           detector and signal (ours and River's) is reported on
 ===================  ====================  =======================================================
 
 The default run's world is not a benchmark world: a setting chosen by looking at the default
@@ -64,6 +68,8 @@ TOUR_BENCH = (100_101, 100_102, 100_103)
 DRIFT_REPORT = (100_201, 100_202, 100_203, 100_204, 100_205, 100_206)
 RENDER_BENCH = (100_301,)
 ROBUSTNESS_BENCH = (100_401,)
+DRIFT_STREAMS = (100_501, 100_502, 100_503, 100_504, 100_505, 100_506)
+DRIFT_STREAM_TUNING = range(30_100, 30_200)  # inside DRIFT_TUNING: the long streams' detectors are tuned here
 
 FITTED: dict[str, range] = {
     "TEACHER_TRAINING": TEACHER_TRAINING, "STUDENT_TRAINING": STUDENT_TRAINING, "DRIFT_TUNING": DRIFT_TUNING,
@@ -72,7 +78,7 @@ FITTED: dict[str, range] = {
 EVALUATION: dict[str, range | tuple[int, ...]] = {
     "TEACHER_EVALUATION": TEACHER_EVALUATION, "HELD_OUT": HELD_OUT, "DEFAULT_RUN_SEED": (DEFAULT_RUN_SEED,),
     "TOUR_BENCH": TOUR_BENCH, "DRIFT_REPORT": DRIFT_REPORT, "RENDER_BENCH": RENDER_BENCH,
-    "ROBUSTNESS_BENCH": ROBUSTNESS_BENCH,
+    "ROBUSTNESS_BENCH": ROBUSTNESS_BENCH, "DRIFT_STREAMS": DRIFT_STREAMS,
 }  # the seeds scores are measured on
 
 

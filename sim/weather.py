@@ -98,6 +98,28 @@ def get_weather(name: str) -> WeatherParameters:
     return WEATHER_PRESETS[name]
 
 
+def blend_weather(start: WeatherParameters, end: WeatherParameters, t: float) -> WeatherParameters:
+    """Weather a fraction ``t`` of the way from ``start`` to ``end`` (every field linearly):
+    a gradual change, e.g. fog rolling in over a few hundred frames.
+
+    Example:
+        >>> half = blend_weather(WEATHER_PRESETS["clear"], WEATHER_PRESETS["fog"], 0.5)
+        >>> half.fog_density, half.cloudiness
+        (35.0, 52.5)
+        >>> blend_weather(WEATHER_PRESETS["clear"], WEATHER_PRESETS["fog"], 1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: blend_weather: t must be in [0, 1], got 1.5
+    """
+    if not isinstance(start, WeatherParameters) or not isinstance(end, WeatherParameters):
+        raise ValueError(f"blend_weather: start and end must be WeatherParameters, got {type(start).__name__} "
+                         f"and {type(end).__name__}")
+    if not (isinstance(t, (int, float)) and 0.0 <= t <= 1.0):
+        raise ValueError(f"blend_weather: t must be in [0, 1], got {t!r}")
+    values = {f.name: getattr(start, f.name) * (1.0 - t) + getattr(end, f.name) * t for f in fields(WeatherParameters)}
+    return WeatherParameters(**values)
+
+
 def fog_beta(weather: WeatherParameters) -> float:
     """Extinction coefficient (1/m): fog plus a little airlight from rain, snow and haze."""
     beta = 0.0004 * weather.fog_density

@@ -107,6 +107,7 @@ class SimSource(IterateOnce):
             cameras.append(cam)
         starts = set(sched.starts)
         previous = first
+        ramp_end = -1  # last frame whose weather a ramp sets
         for index in range(sched.n_frames):
             if self._closed:
                 return
@@ -115,13 +116,17 @@ class SimSource(IterateOnce):
                 if seg.town != world.town:
                     world.load_town(seg.town)
                     self._towns_loaded += 1
-                if seg.weather != previous.weather:
+                if seg.ramp:
+                    ramp_end = index + seg.ramp
+                elif seg.weather != previous.weather:
                     world.set_weather(seg.weather)
                 if seg.domain != previous.domain:
                     self.events.append({"kind": "domain_change", "index": index, "domain": seg.domain,
                                         "previous": previous.domain})
                     log.info("%s: frame %d enters %s", self.source_id, index, seg.domain)
                 previous = seg
+            if index <= ramp_end:  # a gradual shift: blended weather, then the preset on the ramp's end
+                world.set_weather(sched.weather_at(index))
             got.clear()
             world.tick()
             rgb = got["sensor.camera.rgb"]

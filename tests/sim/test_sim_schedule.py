@@ -72,3 +72,63 @@ def test_bad_frame_counts_and_segments():
         Segment("clear", "oldtown", -1)
     with pytest.raises(ValueError, match="has no frames"):
         Schedule([Segment("clear", "oldtown", 0)])
+
+
+# ---- long drift schedules with gradual shifts (bench/drift.py --streams)
+
+def test_drift_schedule_counts_ramps_and_determinism():
+    from sim.schedule import drift_schedule
+
+    s = drift_schedule(seed=100_501)
+    spans = s.shift_spans
+    assert s.n_frames == 20_000 and len(s.true_shifts) == 30 and [a for a, _ in spans] == s.true_shifts
+    gradual = [(a, b) for a, b in spans if b > a]
+    assert len(gradual) == 6 and all(100 <= b - a <= 300 for a, b in gradual)
+    assert all(seg.n_frames >= 400 for seg in s.segments)
+    for before, seg in zip(s.segments, s.segments[1:]):
+        assert seg.domain != before.domain
+        if seg.ramp:
+            assert seg.town == before.town and seg.weather != before.weather
+    assert repr(drift_schedule(seed=100_501)) == repr(s) and repr(drift_schedule(seed=100_502)) != repr(s)
+    small = drift_schedule(seed=3, frames=9000, abrupt=10, gradual=3, ramp=(50, 60), min_segment=200)
+    assert len(small.true_shifts) == 13 and sum(1 for a, b in small.shift_spans if b > a) == 3
+
+
+def test_drift_schedule_bad_arguments_name_the_setting():
+    from sim.schedule import drift_schedule
+
+    with pytest.raises(ValueError, match=r"drift_schedule: frames=1000 cannot hold 31 segments"):
+        drift_schedule(seed=0, frames=1000)
+    with pytest.raises(ValueError, match=r"drift_schedule: min_segment=200 must exceed the longest ramp 300"):
+        drift_schedule(seed=0, min_segment=200)
+    with pytest.raises(ValueError, match=r"drift_schedule: ramp must be two ints"):
+        drift_schedule(seed=0, ramp=(300, 100))
+
+
+def test_ramped_segment_blends_the_weather_and_is_checked():
+    from sim.schedule import Schedule, Segment
+    from sim.weather import WEATHER_PRESETS
+
+    s = Schedule([Segment("clear", "oldtown", 5), Segment("fog", "oldtown", 6, ramp=3)])
+    fog = [s.weather_at(i).fog_density for i in range(11)]
+    assert fog[:5] == [0.0] * 5 and fog[5] < fog[6] < fog[7] < fog[8] == WEATHER_PRESETS["fog"].fog_density == fog[10]
+    assert s.shift_spans == [(5, 8)] and s.true_shifts == [5]
+    with pytest.raises(ValueError, match="a ramp needs the same town and a different weather"):
+        Schedule([Segment("clear", "oldtown", 5), Segment("fog", "newtown", 5, ramp=3)])
+    with pytest.raises(ValueError, match="the first segment cannot ramp in"):
+        Schedule([Segment("clear", "oldtown", 5, ramp=2)])
+
+
+def test_sim_source_renders_a_ramp_gradually():
+    from sim.schedule import Schedule, Segment
+    from sim.world import SimConfig
+    from stream.sources.sim import SimSource
+
+    s = Schedule([Segment("clear", "oldtown", 3), Segment("night", "oldtown", 6, ramp=4)])
+    src = SimSource(SimConfig(width=32, height=16), seed=0, frames=s.n_frames, schedule=s)
+    sun = []
+    for _ in src:
+        sun.append(src._world.get_weather().sun_altitude_angle)
+    night = -35.0
+    assert sun[:3] == [55.0] * 3 and sun[3] > sun[4] > sun[5] > sun[6] > sun[7] == night == sun[8]
+    assert src.true_shifts == [3]
