@@ -300,6 +300,17 @@ def _cb_step(states: np.ndarray, params: np.ndarray, ist: np.ndarray, xs: np.nda
 
 
 @njit(cache=True, nogil=True)
+def _cb_checked_step(states: np.ndarray, params: np.ndarray, ist: np.ndarray, xs: np.ndarray, cooldown: int, votes: int,
+                     window: int) -> int:
+    """:func:`_cb_step` after checking ``xs`` (S,) for infinities: -1 (nothing done) if it has one,
+    else 1 when a drift is declared and 0 otherwise (one call from python, for ``update``)."""
+    for s in range(xs.shape[0]):
+        if math.isinf(xs[s]):
+            return -1
+    return 1 if _cb_step(states, params, ist, xs, cooldown, votes, window) else 0
+
+
+@njit(cache=True, nogil=True)
 def _cb_run(states: np.ndarray, params: np.ndarray, ist: np.ndarray, xs: np.ndarray, cooldown: int, votes: int,
             window: int) -> np.ndarray:
     """Feed rows of ``xs`` (N, S) through :func:`_cb_step`; returns the declared indices (D,) int64."""
@@ -387,8 +398,14 @@ class CombinedDetector:
         Shape:
             values (S,) float
         """
-        rows = self._rows("values", values)  # (1, S)
-        if _cb_step(self._states, self._params, self._ist, rows[0], *self._args):
+        if type(values) is np.ndarray and values.dtype == np.float64 and values.shape == self._states.shape[:1]:
+            row = values  # (S,) the fast path: no conversion
+        else:
+            row = self._rows("values", values)[0]  # (S,)
+        declared = _cb_checked_step(self._states, self._params, self._ist, row, *self._args)
+        if declared < 0:
+            raise ValueError("values must be finite or NaN, got an infinity")
+        if declared:
             self.n_detections += 1
             logger.debug("combined: drift at value %d", int(self._ist[_CB_TICK]) - 1)
 
