@@ -35,7 +35,7 @@ from learners.replay import ReplayBuffer, ReplayConfig, ReplaySample
 from learners.robust_losses import RobustDistillationLoss
 from perception.argmax import net_labels
 from perception.device import resolve_device
-from perception.model_state import frozen_buffers
+from perception.model_state import frozen_buffers, running_statistics_paused
 from perception.teachers.common import images_to_tensor
 from perception.views import FrameViews
 
@@ -254,8 +254,11 @@ class OnlineLearner:
             if self.robust.refine_steps > 0:
                 self._write_back(batch, windows, images, x, x_adv)
             self.refine_ms_total += (time.perf_counter() - started) * 1000.0
-            loss, parts = self.robust_loss(self._training_logits(x), self._training_logits(x_adv), y, teacher)
-            corrupt = self._corrupt_loss(batch, corrupted, corrupted_labels, teacher)
+            clean_logits = self._training_logits(x)  # (B, K, h, w); batch norm's running statistics follow clean crops
+            with running_statistics_paused(self.model):  # ... and only them: views are normalised by their own batch
+                adversarial_logits = self._training_logits(x_adv)  # (B, K, h, w)
+                corrupt = self._corrupt_loss(batch, corrupted, corrupted_labels, teacher)
+            loss, parts = self.robust_loss(clean_logits, adversarial_logits, y, teacher)
             if corrupt is not None:
                 loss = loss + self.robust.corrupt_weight * corrupt
                 parts["corrupt_loss"] = float(corrupt.detach())

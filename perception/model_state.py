@@ -46,3 +46,43 @@ def frozen_buffers(model: Any) -> Iterator[None]:
         with torch.no_grad():
             for buffer, value in saved:
                 buffer.copy_(value)
+
+
+@contextlib.contextmanager
+def running_statistics_paused(model: Any) -> Iterator[None]:
+    """Run the block with every batch-norm layer of ``model`` leaving its running statistics
+    as they are, while the block's own graph stays differentiable.
+
+    For passes whose loss is back-propagated after the block (the learner's adversarial and
+    Kornia views): a training-mode pass still normalises by its own batch, but the running
+    statistics, which the predictor uses on clean frames, learn from clean crops only. Each
+    layer's ``momentum`` is set to 0 inside the block (the kernel's update then keeps the
+    running mean and variance exactly), and its batch counter is put back afterwards.
+    Unlike :func:`frozen_buffers`, nothing is written into a tensor that a pending backward
+    pass may need.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> bn = nn.BatchNorm1d(2).train()
+        >>> x = (torch.randn(4, 2) + 3.0).requires_grad_(True)
+        >>> with running_statistics_paused(bn):
+        ...     loss = bn(x).pow(2).sum()
+        >>> loss.backward()
+        >>> bn.running_mean.tolist(), int(bn.num_batches_tracked), x.grad.shape
+        ([0.0, 0.0], 0, torch.Size([4, 2]))
+    """
+    module = owning_module(model)
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if module is not None else []
+    saved = [(layer, layer.momentum, None if layer.num_batches_tracked is None else int(layer.num_batches_tracked))
+             for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        yield
+    finally:
+        for layer, momentum, tracked in saved:
+            layer.momentum = momentum
+            if tracked is not None:
+                with torch.no_grad():
+                    layer.num_batches_tracked.fill_(tracked)

@@ -11,10 +11,11 @@ from torch import nn
 
 from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConfig
 from learners.online import OnlineLearner
-from perception.model_state import frozen_buffers
+from perception.model_state import frozen_buffers, running_statistics_paused
 from learners.replay import ReplayBuffer, ReplayConfig
 from learners.robust_losses import RobustDistillationLoss, ard_loss, rslad_loss, self_kl, trades_loss
 from perception.views import FrameViews
+from perception.teachers.common import images_to_tensor
 
 LN2 = math.log(2.0)
 
@@ -309,6 +310,38 @@ def test_refinement_leaves_batch_norm_and_parameter_grads_alone():
     assert torch.equal(learner.model[1].running_mean, before["1.running_mean"])
     learner.model(x)  # outside it, a training-mode pass does move them: the check above is not vacuous
     assert not torch.equal(learner.model[1].running_mean, before["1.running_mean"])
+
+
+def test_batch_norm_running_statistics_learn_from_clean_crops_only():
+    """One learning step from the same start, the same clean frame and very different views
+    (refinement off, so the views reach the loss as sent): the weights move differently, the
+    running statistics (folded in before the step) are those of the clean pass alone."""
+    stats = []
+    for brightness in (0, 200):
+        learner = _learner(RobustDistillConfig(loss="trades", refine_steps=0, corrupt_weight=0.5), batch_size=1,
+                           steps_per_label=1)
+        image, labels = _block_frame(np.random.default_rng(5))
+        view = np.clip(image.astype(np.int16) + brightness, 0, 255).astype(np.uint8)
+        learner.learn(image, labels, _teacher_logits(labels), 0,
+                      views=FrameViews(adversarial=view, corrupted=view, corrupted_labels=labels))
+        stats.append(learner.model.state_dict())
+    clean_only = _tiny_net().train()
+    clean_only(images_to_tensor(image[None]))
+    dark, bright = stats
+    assert not torch.equal(dark["0.weight"], bright["0.weight"])  # the views were learnt from
+    for key in ("1.running_mean", "1.running_var", "1.num_batches_tracked", "4.running_mean", "4.running_var"):
+        assert torch.equal(dark[key], bright[key]), key
+        assert torch.allclose(dark[key].double(), clean_only.state_dict()[key].double(), rtol=1e-5, atol=1e-6), key
+
+
+def test_running_statistics_paused_keeps_the_graph_and_restores_the_layers():
+    net = _tiny_net().train()
+    x = torch.rand(2, 3, 8, 8, requires_grad=True)
+    clean = net(x).sum()  # (a pass whose backward comes after the paused block)
+    with running_statistics_paused(net):
+        view = net(x * 0.5 + 0.5).sum()
+    (clean + view).backward()
+    assert x.grad is not None and net[1].momentum == 0.1 and int(net[1].num_batches_tracked) == 1
 
 
 def test_kornia_views_are_trained_on_and_survive_a_checkpoint():
