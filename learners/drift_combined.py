@@ -448,6 +448,18 @@ _CLASSES = {"page_hinkley": PageHinkley, "adwin": ADWIN, "kswin": KSWIN, "cusum"
             "mcusum": VectorCUSUM}
 
 
+def check_detector(name: Any, setting: str = "drift.detector") -> str:
+    """``name`` if it names a detector (:data:`DETECTORS`), else a ValueError naming ``setting``.
+
+    Example:
+        >>> check_detector("mcusum")
+        'mcusum'
+    """
+    if not isinstance(name, str) or name not in _CLASSES:
+        raise ValueError(f"{setting}: unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    return name
+
+
 def make_detector(name: str, config: Any = None, setting: str = "drift.detector") -> Any:
     """A detector by name (:data:`DETECTORS`) with ``config`` (its config dataclass, a dict of
     its fields, or None for the defaults); errors name ``setting``.
@@ -460,8 +472,7 @@ def make_detector(name: str, config: Any = None, setting: str = "drift.detector"
         ...
         ValueError: drift.detector=adwin: unknown setting 'delt'; ADWINConfig has delta, clock, max_buckets, min_window_length, grace_period, mode
     """
-    if not isinstance(name, str) or name not in _CLASSES:
-        raise ValueError(f"{setting}: unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    check_detector(name, setting)
     kind = _CONFIGS[name]
     if config is None:
         config = kind()
