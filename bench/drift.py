@@ -24,14 +24,19 @@ teacher-free input-statistics chain on real dash-cam video.
    fading in over 100-300 frames). Four signals are computed once per world and replayed to
    every detector (:func:`stream_signals`): ``input`` (the frame statistics' novelty),
    ``entropy`` and ``confidence`` of the shipped sim student's softmax (teacher-free, every
-   frame), ``disagreement`` with the shipped sim teacher (every 8th frame). Detectors: ours
+   frame), ``disagreement`` with the shipped sim teacher (every 8th frame); and the raw 21
+   frame statistics themselves (``stats``, a vector per frame). Detectors: ours
    (``learners.drift`` Page-Hinkley and ADWIN, ``learners.kswin.KSWIN``,
-   ``learners.drift_combined.StepCUSUM`` and the combination ``CombinedDetector``) and River's
-   ``ADWIN``, ``PageHinkley`` and ``KSWIN`` (the ``bench`` extra; benchmark-only). Every
-   single-signal detector gets the same 8-setting grid effort, chosen by F1 on the
+   ``learners.drift_combined.StepCUSUM`` and the combination ``CombinedDetector``, and on
+   ``stats`` ``learners.drift_vector.VectorCUSUM``) and River's ``ADWIN``, ``PageHinkley``
+   and ``KSWIN`` (the ``bench`` extra; benchmark-only; on ``stats`` River's ADWIN and
+   PageHinkley run one detector per feature and a frame counts when any of them flags: River
+   has no vector detector, and 21 KSWINs per frame are too slow to tune). Every
+   detector gets the same 8-setting grid effort, chosen by F1 on the
    ``DRIFT_STREAM_TUNING`` worlds, and is reported on the held-out ``DRIFT_STREAMS`` worlds;
-   the signals are divided by their tuning-world standard deviation first (the same input for
-   all). Every detector's detections within 100 frames of its last event fold into it. A shift
+   the scalar signals (and River's per-feature inputs) are divided by their tuning-world
+   standard deviation first (the same input for all; VectorCUSUM takes the statistics in
+   their own [0, 1] units). Every detector's detections within 100 frames of its last event fold into it. A shift
    is caught by an event in ``[start, end + 60]`` (a gradual shift: inside its ramp or within
    60 frames after it); delays count from the shift's start. Figures: median and p90 delay,
    false alarms per 10 000 frames, precision, recall, F1, and the cost of one ``update(x)``
@@ -48,7 +53,8 @@ The drift thresholds are tuned and reported on different worlds (:mod:`sim.seeds
   ``DRIFT_REPORT`` worlds only.
 
 Run: ``.venv/bin/python bench/drift.py [--tune] [--frames 3600] [--seeds N] [--workers N]``, or
-``bench/drift.py --streams [--stream-worlds N] [--stream-frames 20000]`` (part 5 alone);
+``bench/drift.py --streams [--stream-worlds N | --stream-tune-seeds A,B --stream-report-seeds C,D]
+[--stream-frames 20000]`` (part 5 alone);
 the last line is one JSON object (with ``tune_seeds`` and ``report_seeds``).
 """
 from __future__ import annotations
