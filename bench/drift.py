@@ -24,14 +24,19 @@ teacher-free input-statistics chain on real dash-cam video.
    fading in over 100-300 frames). Four signals are computed once per world and replayed to
    every detector (:func:`stream_signals`): ``input`` (the frame statistics' novelty),
    ``entropy`` and ``confidence`` of the shipped sim student's softmax (teacher-free, every
-   frame), ``disagreement`` with the shipped sim teacher (every 8th frame). Detectors: ours
+   frame), ``disagreement`` with the shipped sim teacher (every 8th frame); and the raw 21
+   frame statistics themselves (``stats``, a vector per frame). Detectors: ours
    (``learners.drift`` Page-Hinkley and ADWIN, ``learners.kswin.KSWIN``,
-   ``learners.drift_combined.StepCUSUM`` and the combination ``CombinedDetector``) and River's
-   ``ADWIN``, ``PageHinkley`` and ``KSWIN`` (the ``bench`` extra; benchmark-only). Every
-   single-signal detector gets the same 8-setting grid effort, chosen by F1 on the
+   ``learners.drift_combined.StepCUSUM`` and the combination ``CombinedDetector``, and on
+   ``stats`` ``learners.drift_vector.VectorCUSUM``) and River's ``ADWIN``, ``PageHinkley``
+   and ``KSWIN`` (the ``bench`` extra; benchmark-only; on ``stats`` River's ADWIN and
+   PageHinkley run one detector per feature and a frame counts when any of them flags: River
+   has no vector detector, and 21 KSWINs per frame are too slow to tune). Every
+   detector gets the same 8-setting grid effort, chosen by F1 on the
    ``DRIFT_STREAM_TUNING`` worlds, and is reported on the held-out ``DRIFT_STREAMS`` worlds;
-   the signals are divided by their tuning-world standard deviation first (the same input for
-   all). Every detector's detections within 100 frames of its last event fold into it. A shift
+   the scalar signals (and River's per-feature inputs) are divided by their tuning-world
+   standard deviation first (the same input for all; VectorCUSUM takes the statistics in
+   their own [0, 1] units). Every detector's detections within 100 frames of its last event fold into it. A shift
    is caught by an event in ``[start, end + 60]`` (a gradual shift: inside its ramp or within
    60 frames after it); delays count from the shift's start. Figures: median and p90 delay,
    false alarms per 10 000 frames, precision, recall, F1, and the cost of one ``update(x)``
@@ -48,7 +53,8 @@ The drift thresholds are tuned and reported on different worlds (:mod:`sim.seeds
   ``DRIFT_REPORT`` worlds only.
 
 Run: ``.venv/bin/python bench/drift.py [--tune] [--frames 3600] [--seeds N] [--workers N]``, or
-``bench/drift.py --streams [--stream-worlds N] [--stream-frames 20000]`` (part 5 alone);
+``bench/drift.py --streams [--stream-worlds N | --stream-tune-seeds A,B --stream-report-seeds C,D]
+[--stream-frames 20000]`` (part 5 alone);
 the last line is one JSON object (with ``tune_seeds`` and ``report_seeds``).
 """
 from __future__ import annotations
@@ -70,9 +76,9 @@ sys.path.insert(0, ROOT)
 
 from learners.drift import ADWIN, ADWINConfig, PageHinkley, PageHinkleyConfig  # noqa: E402
 from learners.drift_combined import (  # noqa: E402
-    SIGNALS, CombinedConfig, CombinedDetector, StepCUSUMConfig, check_signals, make_detector,
+    SCALAR_SIGNALS, CombinedConfig, CombinedDetector, StepCUSUMConfig, check_signals, make_detector,
 )
-from learners.input_stats import InputDriftMonitor, frame_statistics  # noqa: E402
+from learners.input_stats import NUM_FEATURES, InputDriftMonitor, frame_statistics  # noqa: E402
 from learners.monitor import DriftConfig, DriftMonitor  # noqa: E402
 from sim import seeds as world_seeds  # noqa: E402
 
@@ -334,12 +340,14 @@ def stream_signals(job: tuple[int, int]) -> dict:
     - ``entropy`` / ``confidence``: :func:`~learners.confidence.softmax_confidence` of the
       shipped sim student's coarse logits (teacher-free);
     - ``disagreement``: ``1 - pixel agreement`` of the student's labels with the shipped sim
-      teacher's on every :data:`TEACHER_EVERY`-th frame (NaN on the others).
+      teacher's on every :data:`TEACHER_EVERY`-th frame (NaN on the others);
+    - ``stats``: the raw :func:`~learners.input_stats.frame_statistics` vector of every frame
+      (the multivariate detector's input).
 
     The student is the shipped one, not learning (a detector's view of a fixed student).
 
     Shape:
-        -> signals[name] (frames,) float64; spans (shifts, 2) int64
+        -> signals[name] (frames,) float64; stats (frames, 21) float64; spans (shifts, 2) int64
     """
     import hashlib
 
@@ -347,11 +355,12 @@ def stream_signals(job: tuple[int, int]) -> dict:
     from sim.schedule import drift_schedule
 
     schedule = drift_schedule(seed, frames)
-    key = hashlib.sha1(f"{repr(schedule)} {STREAM_SIZE} {TEACHER_EVERY} v1".encode()).hexdigest()[:12]
+    key = hashlib.sha1(f"{repr(schedule)} {STREAM_SIZE} {TEACHER_EVERY} v2".encode()).hexdigest()[:12]
     path = os.path.join(CACHE, f"world{seed}_{frames}_{key}.npz")
     if os.path.exists(path):
         with np.load(path) as data:
-            return {"seed": seed, "spans": data["spans"], "signals": {name: data[name] for name in SIGNALS}}
+            return {"seed": seed, "spans": data["spans"], "stats": data["stats"],
+                    "signals": {name: data[name] for name in SCALAR_SIGNALS}}
     import torch
 
     torch.set_num_threads(1)
@@ -367,7 +376,8 @@ def stream_signals(job: tuple[int, int]) -> dict:
     student = build_student(config).eval()
     teacher = build_teacher(config)
     tracker = InputStatsTracker()
-    signals = {name: np.full(frames, np.nan) for name in SIGNALS}  # each (frames,)
+    signals = {name: np.full(frames, np.nan) for name in SCALAR_SIGNALS}  # each (frames,)
+    stats = np.zeros((frames, NUM_FEATURES), np.float64)  # (frames, 21)
     source = SimSource(SimConfig(width=STREAM_SIZE[0], height=STREAM_SIZE[1]), seed=seed, frames=frames, schedule=schedule)
     batch: list[np.ndarray] = []
 
@@ -388,7 +398,9 @@ def stream_signals(job: tuple[int, int]) -> dict:
         batch.clear()
 
     for frame in source:
-        novelty = tracker.update(frame_statistics(frame.image))
+        features = frame_statistics(frame.image)  # (21,)
+        stats[frame.index] = features
+        novelty = tracker.update(features)
         if novelty is not None:
             signals["input"][frame.index] = novelty
         batch.append(frame.image)
@@ -399,8 +411,8 @@ def stream_signals(job: tuple[int, int]) -> dict:
     source.close()
     spans = np.asarray(schedule.shift_spans, np.int64).reshape(-1, 2)  # (shifts, 2)
     os.makedirs(CACHE, exist_ok=True)
-    np.savez(path, spans=spans, **signals)
-    return {"seed": seed, "spans": spans, "signals": signals}
+    np.savez(path, spans=spans, stats=stats, **signals)
+    return {"seed": seed, "spans": spans, "stats": stats, "signals": signals}
 
 
 def fold_events(hits: np.ndarray, cooldown: int = STREAM_COOLDOWN) -> list[int]:
@@ -455,6 +467,9 @@ STREAM_GRIDS: dict[str, list[dict]] = {
     "adwin": [{"delta": d, "clock": c} for d in (2e-3, 1e-4, 1e-6, 1e-9) for c in (8, 32)],
     "kswin": [{"alpha": a, "window_size": w, "stat_size": m} for a in (1e-3, 1e-5, 1e-7, 1e-9) for w, m in ((100, 30), (200, 60))],
     "cusum": [{"threshold": t, "k": k} for t in (10.0, 25.0, 50.0, 100.0) for k in (1.0, 2.0)],
+    # the vector detector on the raw frame statistics (its other settings, VectorCUSUMConfig's
+    # defaults, were chosen on DRIFT_STREAM_TUNING worlds 30100-30103 only)
+    "mcusum": [{"threshold": t, "alpha": a} for a in (0.005, 0.01) for t in (15.0, 20.0, 25.0, 30.0)],
 }
 # the combination: (signals, votes, member threshold), members StepCUSUM(k=1, alpha=0.05), votes within
 # 60 frames (the grid's shape was chosen on a prototype over tuning worlds 30100-30101)
@@ -483,16 +498,19 @@ def river_detector(name: str, setting: dict):
 
 
 def run_detector(family: str, name: str, setting: dict, values: np.ndarray) -> np.ndarray:
-    """Feed ``values`` (N,) to one detector; the indices it flagged."""
+    """Feed ``values`` (N,) to one detector, or (River, the frame statistics) ``values`` (N, K)
+    to K detectors, one per column, any of which flags; the indices flagged."""
     if family == "ours":
         return make_detector(name, setting).update_many(values)
-    detector = river_detector(name, setting)
-    hits = []
-    for i, x in enumerate(values.tolist()):
-        detector.update(x)
-        if detector.drift_detected:
-            hits.append(i)
-    return np.asarray(hits, np.int64)
+    columns = values.reshape(len(values), -1).T  # (K, N)
+    hits: set[int] = set()
+    for column in columns:
+        detector = river_detector(name, setting)
+        for i, x in enumerate(column.tolist()):
+            detector.update(x)
+            if detector.drift_detected:
+                hits.add(i)
+    return np.asarray(sorted(hits), np.int64)
 
 
 def single_signal_score(job: tuple) -> dict:
@@ -500,9 +518,15 @@ def single_signal_score(job: tuple) -> dict:
     family, name, setting, signal, worlds, scales = job
     scores, frames, shifts = [], 0, 0
     for world in worlds:
-        raw = world["signals"][signal]  # (frames,) NaN where the signal has no value
-        present = np.flatnonzero(~np.isnan(raw))  # (M,) frame of each value
-        hits = run_detector(family, name, setting, raw[present] / scales[signal])
+        if signal == "stats":  # (frames, 21): ours self-standardises in feature units, River gets each / its std
+            raw = world["stats"]
+            present = np.arange(len(raw))
+            values = raw if family == "ours" else raw / scales["stats"]
+        else:
+            raw = world["signals"][signal]  # (frames,) NaN where the signal has no value
+            present = np.flatnonzero(~np.isnan(raw))  # (M,) frame of each value
+            values = raw[present] / scales[signal]
+        hits = run_detector(family, name, setting, values)
         scores.append(score_events(fold_events(present[hits]), world["spans"]))
         frames += len(raw)
         shifts += len(world["spans"])
@@ -535,14 +559,26 @@ def rank(score: dict) -> tuple:
 
 def update_cost(family: str, name: str, setting: dict, values: np.ndarray, repeats: int = 5) -> dict:
     """Microseconds per value: one ``update(x)`` call, and (ours) inside ``update_many``. Medians of repeats."""
-    values = np.asarray(values[:4000], np.float64)  # (n,)
-    listed = values.tolist()
+    values = np.ascontiguousarray(values[:4000], np.float64)  # (n,) or (n, K)
+    listed = values.tolist() if values.ndim == 1 else list(values)  # floats, or (K,) rows
+    columns = 1 if values.ndim == 1 or family == "ours" else values.shape[1]
 
     def per_call():
-        detector = make_detector(name, setting) if family == "ours" else river_detector(name, setting)
+        """Per frame (River on a vector: its K per-feature detectors)."""
+        if family == "ours":
+            detector = make_detector(name, setting)
+            start = time.perf_counter()
+            for x in listed:
+                detector.update(x)
+            return (time.perf_counter() - start) / len(listed) * 1e6
+        detectors = [river_detector(name, setting) for _ in range(columns)]
         start = time.perf_counter()
         for x in listed:
-            detector.update(x)
+            if columns == 1:
+                detectors[0].update(x)
+            else:
+                for detector, v in zip(detectors, x.tolist()):
+                    detector.update(v)
         return (time.perf_counter() - start) / len(listed) * 1e6
 
     out = {"update_us": float(np.median([per_call() for _ in range(repeats)]))}
@@ -568,10 +604,15 @@ def streams(tune_seeds: list[int], report_seeds: list[int], frames: int, workers
             rendered = list(pool.map(stream_signals, jobs))
     tune_worlds, report_worlds = rendered[: len(tune_seeds)], rendered[len(tune_seeds):]
     signals_s = time.perf_counter() - t0
-    scales = {s: float(np.nanstd(np.concatenate([w["signals"][s] for w in tune_worlds]))) for s in SIGNALS}
+    scales = {s: float(np.nanstd(np.concatenate([w["signals"][s] for w in tune_worlds]))) for s in SCALAR_SIGNALS}
+    scales["stats"] = np.concatenate([w["stats"] for w in tune_worlds]).std(axis=0)  # (21,) River's per-feature input
     jobs = [(family, name, setting, signal, tune_worlds, scales)
             for family, names in (("ours", ("page_hinkley", "adwin", "kswin", "cusum")), ("river", ("page_hinkley", "adwin", "kswin")))
-            for name in names for signal in SIGNALS for setting in STREAM_GRIDS[name]]
+            for name in names for signal in SCALAR_SIGNALS for setting in STREAM_GRIDS[name]]
+    # the frame-statistics vector: ours VectorCUSUM, River's ADWIN and Page-Hinkley one per feature (any flags)
+    jobs += [(family, name, setting, "stats", tune_worlds, scales)
+             for family, names in (("ours", ("mcusum",)), ("river", ("page_hinkley", "adwin")))
+             for name in names for setting in STREAM_GRIDS[name]]
     if workers <= 1:
         tuned = [single_signal_score(job) for job in jobs]
     else:
@@ -588,8 +629,12 @@ def streams(tune_seeds: list[int], report_seeds: list[int], frames: int, workers
     rows = []
     for (family, name, signal), (setting, tune_score) in sorted(best.items()):
         report = single_signal_score((family, name, setting, signal, report_worlds, scales))
-        values = report_worlds[0]["signals"][signal]
-        cost = update_cost(family, name, setting, values[~np.isnan(values)] / scales[signal])
+        if signal == "stats":
+            values = report_worlds[0]["stats"] if family == "ours" else report_worlds[0]["stats"] / scales["stats"]
+        else:
+            values = report_worlds[0]["signals"][signal]
+            values = values[~np.isnan(values)] / scales[signal]
+        cost = update_cost(family, name, setting, values)
         rows.append({"family": family, "detector": name, "signal": signal, "setting": setting,
                      "tune_f1": tune_score["f1"], **report, **cost})
     setting, combo_tune = best_combo
@@ -615,6 +660,7 @@ def streams(tune_seeds: list[int], report_seeds: list[int], frames: int, workers
                  "tune_f1": combo_tune["f1"], **report,
                  "update_us": float(np.median([combined_call() for _ in range(5)])),
                  "update_many_us": float(np.median([combined_many() for _ in range(5)]))})
+    scales = {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in scales.items()}
     return {"rows": rows, "scales": scales, "signals_s": signals_s, "tune_s": tune_s,
             "combined_tuning": [{"signals": c[0], "votes": c[1], "threshold": c[2], **sc} for c, sc in zip(COMBINED_GRID, combo_scores)]}
 
@@ -676,6 +722,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stream-worlds", type=int, default=None,
                         help="part 5: use only the first N tuning and N report worlds (default 3 and 6)")
     parser.add_argument("--stream-frames", type=int, default=STREAM_FRAMES, help="part 5: frames per world")
+    parser.add_argument("--stream-tune-seeds", default=None,
+                        help="part 5: comma-separated DRIFT_STREAM_TUNING world seeds to tune on (instead of --stream-worlds)")
+    parser.add_argument("--stream-report-seeds", default=None,
+                        help="part 5: comma-separated held-out DRIFT_STREAMS world seeds to report on (instead of --stream-worlds)")
     return parser.parse_args(argv)
 
 
@@ -696,6 +746,21 @@ def main(argv: list[str] | None = None) -> None:
             report_seeds = world_seeds.take(STREAM_REPORT_SEEDS, n or len(STREAM_REPORT_SEEDS), "DRIFT_STREAMS")
         except ValueError as error:
             sys.exit(f"bench/drift.py --stream-worlds: {error}")
+        for option, text, allowed in (("--stream-tune-seeds", args.stream_tune_seeds, world_seeds.DRIFT_STREAM_TUNING),
+                                      ("--stream-report-seeds", args.stream_report_seeds, world_seeds.DRIFT_STREAMS)):
+            if text is None:
+                continue
+            try:
+                chosen = [int(part) for part in text.split(",")]
+            except ValueError:
+                sys.exit(f"bench/drift.py {option}: expected comma-separated integers, got {text!r}")
+            wrong = [seed for seed in chosen if seed not in allowed]
+            if wrong or not chosen or len(set(chosen)) != len(chosen):
+                sys.exit(f"bench/drift.py {option}: seeds must be distinct and from {allowed} (sim.seeds), got {text!r}")
+            if option == "--stream-tune-seeds":
+                tune_seeds = chosen
+            else:
+                report_seeds = chosen
         out = streams(tune_seeds, report_seeds, args.stream_frames, args.workers)
         print(json.dumps(print_streams(out, tune_seeds, report_seeds, args.stream_frames)))
         return

@@ -36,7 +36,7 @@ Example:
     >>> make_detector("cusm")
     Traceback (most recent call last):
     ...
-    ValueError: drift.detector: unknown detector 'cusm'; choose one of page_hinkley, adwin, kswin, cusum, combined
+    ValueError: drift.detector: unknown detector 'cusm'; choose one of page_hinkley, adwin, kswin, cusum, combined, mcusum
 """
 from __future__ import annotations
 
@@ -49,12 +49,15 @@ import numpy as np
 from numba import njit
 
 from learners.drift import _MODES, ADWIN, ADWINConfig, PageHinkley, PageHinkleyConfig, _check_value, _check_values, check_state
+from learners.drift_vector import VectorCUSUM, VectorCUSUMConfig
 from learners.kswin import KSWIN, KSWINConfig
 
 logger = logging.getLogger(__name__)
 
-SIGNALS: tuple[str, ...] = ("input", "entropy", "confidence", "disagreement")
-DETECTORS: tuple[str, ...] = ("page_hinkley", "adwin", "kswin", "cusum", "combined")
+SCALAR_SIGNALS: tuple[str, ...] = ("input", "entropy", "confidence", "disagreement")  # one number per frame
+VECTOR_SIGNALS: tuple[str, ...] = ("stats",)  # the 21 frame statistics (learners.input_stats.frame_statistics)
+SIGNALS: tuple[str, ...] = SCALAR_SIGNALS + VECTOR_SIGNALS
+DETECTORS: tuple[str, ...] = ("page_hinkley", "adwin", "kswin", "cusum", "combined", "mcusum")
 
 # state slots of the CUSUM kernel
 _CU_N, _CU_MEAN, _CU_SCALE, _CU_UP, _CU_DOWN, _CU_FLAG = range(6)
@@ -215,8 +218,12 @@ class StepCUSUM:
 # --------------------------------------------------------------------------- combination
 
 
-def check_signals(signals: Any, setting: str = "drift.signals") -> tuple[str, ...]:
+def check_signals(signals: Any, setting: str = "drift.signals", detector: str | None = None) -> tuple[str, ...]:
     """The signal names as a tuple, or a ValueError naming ``setting`` and the valid names.
+
+    With ``detector`` (a name of :data:`DETECTORS`) the signals must also suit it: ``mcusum``
+    watches the vector ``stats`` alone, ``combined`` one or more of the scalar signals, every
+    other detector exactly one scalar signal.
 
     Example:
         >>> check_signals("input+entropy")
@@ -224,7 +231,11 @@ def check_signals(signals: Any, setting: str = "drift.signals") -> tuple[str, ..
         >>> check_signals(["input", "entropie"])
         Traceback (most recent call last):
         ...
-        ValueError: drift.signals: unknown signal 'entropie'; choose from input, entropy, confidence, disagreement
+        ValueError: drift.signals: unknown signal 'entropie'; choose from input, entropy, confidence, disagreement, stats
+        >>> check_signals("input+entropy", detector="cusum")
+        Traceback (most recent call last):
+        ...
+        ValueError: drift.signals: detector 'cusum' watches one scalar signal (input, entropy, confidence, disagreement), got input+entropy
     """
     names = tuple(signals.split("+")) if isinstance(signals, str) else tuple(signals) if isinstance(signals, (list, tuple)) else None
     if not names:
@@ -234,6 +245,17 @@ def check_signals(signals: Any, setting: str = "drift.signals") -> tuple[str, ..
             raise ValueError(f"{setting}: unknown signal {name!r}; choose from {', '.join(SIGNALS)}")
     if len(set(names)) != len(names):
         raise ValueError(f"{setting}: signals repeat in {signals!r}")
+    if detector is None:
+        return names
+    listed = "+".join(names)
+    if detector == "mcusum":
+        if names != VECTOR_SIGNALS:
+            raise ValueError(f"{setting}: detector 'mcusum' watches the frame-statistics vector: signals must be 'stats', got {listed}")
+    elif detector == "combined":
+        if any(name not in SCALAR_SIGNALS for name in names):
+            raise ValueError(f"{setting}: detector 'combined' combines scalar signals ({', '.join(SCALAR_SIGNALS)}), got {listed}")
+    elif len(names) != 1 or names[0] not in SCALAR_SIGNALS:
+        raise ValueError(f"{setting}: detector {detector!r} watches one scalar signal ({', '.join(SCALAR_SIGNALS)}), got {listed}")
     return names
 
 
@@ -248,7 +270,7 @@ class CombinedConfig:
     window: int = 30  # values within which the votes must fall
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "signals", check_signals(self.signals, "CombinedConfig.signals"))
+        object.__setattr__(self, "signals", check_signals(self.signals, "CombinedConfig.signals", "combined"))
         members = tuple(self.members)
         object.__setattr__(self, "members", members)
         if len(members) != len(self.signals) or not all(isinstance(m, StepCUSUMConfig) for m in members):
@@ -421,8 +443,21 @@ class CombinedDetector:
 
 
 _CONFIGS = {"page_hinkley": PageHinkleyConfig, "adwin": ADWINConfig, "kswin": KSWINConfig, "cusum": StepCUSUMConfig,
-            "combined": CombinedConfig}
-_CLASSES = {"page_hinkley": PageHinkley, "adwin": ADWIN, "kswin": KSWIN, "cusum": StepCUSUM, "combined": CombinedDetector}
+            "combined": CombinedConfig, "mcusum": VectorCUSUMConfig}
+_CLASSES = {"page_hinkley": PageHinkley, "adwin": ADWIN, "kswin": KSWIN, "cusum": StepCUSUM, "combined": CombinedDetector,
+            "mcusum": VectorCUSUM}
+
+
+def check_detector(name: Any, setting: str = "drift.detector") -> str:
+    """``name`` if it names a detector (:data:`DETECTORS`), else a ValueError naming ``setting``.
+
+    Example:
+        >>> check_detector("mcusum")
+        'mcusum'
+    """
+    if not isinstance(name, str) or name not in _CLASSES:
+        raise ValueError(f"{setting}: unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    return name
 
 
 def make_detector(name: str, config: Any = None, setting: str = "drift.detector") -> Any:
@@ -437,8 +472,7 @@ def make_detector(name: str, config: Any = None, setting: str = "drift.detector"
         ...
         ValueError: drift.detector=adwin: unknown setting 'delt'; ADWINConfig has delta, clock, max_buckets, min_window_length, grace_period, mode
     """
-    if not isinstance(name, str) or name not in _CLASSES:
-        raise ValueError(f"{setting}: unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    check_detector(name, setting)
     kind = _CONFIGS[name]
     if config is None:
         config = kind()
@@ -447,7 +481,10 @@ def make_detector(name: str, config: Any = None, setting: str = "drift.detector"
         for key in config:
             if key not in known:
                 raise ValueError(f"{setting}={name}: unknown setting {key!r}; {kind.__name__} has {', '.join(known)}")
-        config = kind(**config)
+        try:
+            config = kind(**config)
+        except ValueError as error:
+            raise ValueError(f"{setting}={name}: {error}") from None
     elif not isinstance(config, kind):
         raise ValueError(f"{setting}={name}: config must be a {kind.__name__} or a dict, got {type(config).__name__}")
     return _CLASSES[name](config)

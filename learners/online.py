@@ -33,7 +33,7 @@ from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConf
 from learners.losses import DistillationLoss, hard_label_loss
 from learners.replay import ReplayBuffer, ReplayConfig, ReplaySample
 from learners.robust_losses import RobustDistillationLoss
-from perception.argmax import net_labels
+from perception.argmax import net_labels_and_logits
 from perception.device import resolve_device
 from perception.model_state import frozen_buffers, running_statistics_paused
 from perception.teachers.common import images_to_tensor
@@ -94,6 +94,7 @@ class OnlineLearner:
         self.rng = self.replay.rng  # one seeded generator for replay draws and crops
         # the predictor: the trained model itself, or a moving average of its weights (online.ema)
         self.average = copy.deepcopy(self.model).requires_grad_(False) if config.ema > 0 else None
+        self.last_logits: torch.Tensor | None = None  # (1, K, h, w) the last predict's logits (coarse grid if any)
 
     @property
     def predictor(self) -> nn.Module:
@@ -172,9 +173,11 @@ class OnlineLearner:
         A net with ``coarse_logits`` (every student net: its ``forward`` is their bilinear
         upsampling) gives labels straight from its coarse grid, without the full-size map
         (:func:`perception.argmax.upsampled_class_labels`: that step about three times faster,
-        the whole prediction 1.1-1.2x, ``bench/predict.py``).
+        the whole prediction 1.1-1.2x, ``bench/predict.py``). The logits stay in
+        :attr:`last_logits` (teacher-free drift signals use them: no second forward pass).
         """
-        return net_labels(self._predicting(), images_to_tensor(image[None], self.device))  # (H, W) uint8
+        labels, self.last_logits = net_labels_and_logits(self._predicting(), images_to_tensor(image[None], self.device))
+        return labels  # (H, W) uint8
 
     def learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
               catch_up: bool = False, views: FrameViews | None = None) -> dict[str, float]:

@@ -4,7 +4,8 @@
 runner wraps it in an actor. Its semantics, identical in both runners:
 
 1. the student predicts frame ``i`` (before it can learn from it: prequential);
-2. the drift monitor sees the frame's input statistics (no teacher needed);
+2. the drift monitor sees the frame's input statistics and, when its detector watches them, the
+   student's entropy / confidence on the frame from step 1's logits (no teacher needed);
 3. the scheduler decides whether to ask the teacher; if so the frame is submitted to the
    teacher client (a local call, or a Ray actor working in parallel);
 4. teacher answers are applied in frame order, ``teacher_latency`` frames after they were
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from learners.confidence import softmax_confidence
 from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConfig, StreamLearnerConfig
 from learners.monitor import DriftConfig, DriftMonitor
 from learners.online import OnlineLearner
@@ -166,7 +168,11 @@ class StreamLearner:
         self.next_index += 1
         result = StepResult(index=frame.index, asked_teacher=False, teacher_rate=self.scheduler.rate)
         prediction = self.learner.predict(frame.image)  # (H, W) uint8, before any learning
-        if self.monitor.update_input(frame.image, frame.index):
+        entropy = confidence = None
+        if self.monitor.wants_confidence:  # from the prediction's own logits: no second forward pass
+            entropy_t, confidence_t = softmax_confidence(self.learner.last_logits)  # (1,), (1,)
+            entropy, confidence = float(entropy_t[0]), float(confidence_t[0])
+        if self.monitor.update_frame(frame.image, frame.index, entropy, confidence):
             self._on_drift(frame.index, "input", result)
         ticket = None
         scheduled = self.scheduler.should_ask()

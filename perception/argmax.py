@@ -199,7 +199,27 @@ def net_labels(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -
         ...     net_labels(net, torch.rand(1, 3, 4, 6)).shape
         (4, 6)
     """
+    return net_labels_and_logits(model, x)[0]
+
+
+def net_labels_and_logits(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """:func:`net_labels` and the logits they came from: the coarse grid's for a net with
+    ``coarse_logits``, else the full-size ones (for teacher-free signals on the same forward
+    pass, e.g. :func:`learners.confidence.softmax_confidence`).
+
+    Shape:
+        x (1, 3, H, W) float in [0, 1] -> labels (H, W) uint8, logits (1, K, h, w)
+
+    Example:
+        >>> net = torch.nn.Conv2d(3, 2, 1)
+        >>> with torch.no_grad():
+        ...     labels, logits = net_labels_and_logits(net, torch.rand(1, 3, 4, 6))
+        >>> labels.shape, tuple(logits.shape)
+        ((4, 6), (1, 2, 4, 6))
+    """
     coarse = getattr(model, "coarse_logits", None)
     if coarse is None:
-        return class_labels(model(x)[0])  # (H, W) uint8
-    return upsampled_class_labels(coarse(x)[0], *x.shape[-2:])  # (H, W) uint8
+        logits = model(x)  # (1, K, H, W)
+        return class_labels(logits[0]), logits  # (H, W) uint8
+    logits = coarse(x)  # (1, K, h, w)
+    return upsampled_class_labels(logits[0], *x.shape[-2:]), logits  # (H, W) uint8

@@ -178,8 +178,8 @@ def test_combined_cooldown_folds_a_second_step():
 
 
 def test_unknown_names_are_refused_naming_the_setting():
-    assert set(DETECTORS) == {"page_hinkley", "adwin", "kswin", "cusum", "combined"}
-    assert SIGNALS == ("input", "entropy", "confidence", "disagreement")
+    assert set(DETECTORS) == {"page_hinkley", "adwin", "kswin", "cusum", "combined", "mcusum"}
+    assert SIGNALS == ("input", "entropy", "confidence", "disagreement", "stats")
     with pytest.raises(ValueError, match=r"drift.detector: unknown detector 'ph'; choose one of page_hinkley, adwin"):
         make_detector("ph")
     with pytest.raises(ValueError, match=r"--detector: unknown detector"):
