@@ -23,7 +23,10 @@ Three learners, the same stream and teacher budget otherwise:
 - ``replay``: the default learner (replay of earlier domains' teacher labels);
 - ``no_replay``: every step trains on the newest labelled frame alone (``online.batch_size=1``);
 - ``ema``: the default learner predicting with an exponential moving average of its weights
-  (``online.ema``), the anti-forgetting mechanism measured here.
+  (``online.ema``);
+- ``frame_bn``: the default learner normalising each frame by its own statistics when it
+  predicts (``online.predict_bn=frame``), so batch norm's running statistics, which follow the
+  newest domain, play no part in what it predicts.
 
 Target (issue 12): on every returning domain, for each learner, ``forgetting`` at most 1 point.
 
@@ -57,6 +60,7 @@ LEARNERS = {
     "replay": [],
     "no_replay": ["online.batch_size=1"],
     "ema": [],  # online.ema is added from --ema
+    "frame_bn": ["online.predict_bn=frame"],
 }
 
 log = logging.getLogger("bench.forgetting")
@@ -82,7 +86,8 @@ def probe_sets(config: RunConfig, domains: list[str], frames: int, seed: int) ->
 
 
 def checkpoint_students(config: RunConfig) -> dict[int, torch.nn.Module]:
-    """Every checkpoint's predictor, by the frame count it was written at (eval mode)."""
+    """Every checkpoint's predictor, by the frame count it was written at, in the batch-norm mode
+    the run predicts in (``online.predict_bn``: running statistics, or each frame's own)."""
     import dataclasses
 
     from safetensors.torch import load_file
@@ -96,7 +101,7 @@ def checkpoint_students(config: RunConfig) -> dict[int, torch.nn.Module]:
         prefix = "average." if any(k.startswith("average.") for k in tensors) else "model."
         model = build_student(bare)
         model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-        students[int(path.stem.split("_")[1])] = model.eval()
+        students[int(path.stem.split("_")[1])] = model.train(config.online.predict_bn == "frame")
     return students
 
 

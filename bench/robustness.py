@@ -78,7 +78,7 @@ def pinned_rate(rate: float) -> list[str]:
 
 
 def last_student(config: RunConfig) -> torch.nn.Module:
-    """The student of a finished run, from its newest checkpoint (eval mode)."""
+    """The student of a finished run, from its newest checkpoint, in the run's ``online.predict_bn`` mode."""
     from safetensors.torch import load_file
 
     from stream.builders import build_student
@@ -89,7 +89,31 @@ def last_student(config: RunConfig) -> torch.nn.Module:
     tensors = load_file(str(found[-1]))
     model = build_student(dataclasses.replace(config, student=dataclasses.replace(config.student, weights="none")))
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    return model.eval()
+    # in the batch-norm mode the run predicts (and its probe attacks) in: running statistics, or each frame's own
+    return model.train(config.online.predict_bn == "frame")
+
+
+def run_or_reuse(config: RunConfig, reuse: bool, **kwargs: Any) -> dict[str, Any]:
+    """The run's summary: read back from ``run.out`` when ``reuse`` is set and a finished run
+    with exactly this config is there (``config.json``), else run it in-process."""
+    from stream.local import run_local
+
+    out = Path(config.run.out)
+    if reuse and (out / "summary.json").exists() and (out / "config.json").exists():
+        kept, wanted = json.loads((out / "config.json").read_text()), json.loads(config.to_json())
+        defaults = json.loads(RunConfig().to_json())
+        for section, values in wanted.items():  # settings newer than the kept run count as theirs at the default
+            for key, value in values.items():
+                if key not in kept.get(section, {}) and value == defaults.get(section, {}).get(key):
+                    kept.setdefault(section, {})[key] = value
+        if kept == wanted:
+            print(f"{out}: reusing the finished run (same config)", flush=True)
+            return json.loads((out / "summary.json").read_text())
+        changed = sorted(f"{section}.{key}" for section in set(kept) | set(wanted)
+                         for key in set(kept.get(section, {})) | set(wanted.get(section, {}))
+                         if kept.get(section, {}).get(key) != wanted.get(section, {}).get(key))
+        print(f"{out}: the run there had other settings ({', '.join(changed)}); running again", flush=True)
+    return run_local(config, progress=False, **kwargs)
 
 
 def attack_gap(model: torch.nn.Module, frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]], num_classes: int,
@@ -179,7 +203,6 @@ def strong_enough(row: dict[str, Any]) -> dict[str, bool]:
 
 
 def sim_stream(args: argparse.Namespace) -> dict[str, Any]:
-    from stream.local import run_local
     from stream.sources import open_source
     from stream.builders import build_teacher
 
@@ -192,7 +215,7 @@ def sim_stream(args: argparse.Namespace) -> dict[str, Any]:
     for name, extra in (("plain", []), ("robust", ROBUST_SETTINGS + args.robust_set)):
         config = configs[name] = load_config(None, base + [f"run.out={Path(args.out) / 'sim' / name}"] + extra)
         started = time.perf_counter()
-        summaries[name] = run_local(config, progress=False)
+        summaries[name] = run_or_reuse(config, args.reuse)
         print(f"sim {name}: {summaries[name]['frames']} frames in {time.perf_counter() - started:.0f} s; "
               f"clean {summaries[name]['student_miou']:.4f}, PGD-10 {summaries[name].get('student_robust_miou')}, "
               f"worst-of-k {(summaries[name].get('student_corrupt_miou') or {}).get('worst_of_k')}", flush=True)
@@ -217,7 +240,6 @@ def camvid_stream(args: argparse.Namespace) -> dict[str, Any] | None:
     from perception.labels import canonical_to_camvid
     from perception.teachers.espnetv2 import ESPNetv2Config, ESPNetv2Teacher
     from perception.teachers.grid import GridAlignedTeacher
-    from stream.local import run_local
 
     missing = [p for p in (CLIP, LABELS, TEACHER_WEIGHTS) if not p.exists()]
     if missing:
@@ -233,8 +255,8 @@ def camvid_stream(args: argparse.Namespace) -> dict[str, Any] | None:
     for name, extra in (("plain", []), ("robust", ROBUST_SETTINGS + args.robust_set)):
         config = configs[name] = load_config(CAMVID_CONFIG, base + [f"run.out={Path(args.out) / 'camvid' / name}"] + extra)
         started = time.perf_counter()
-        summaries[name] = run_local(config, progress=False, source=open_passes(args.passes),
-                                    teacher=GridAlignedTeacher(teacher, config.teacher.logits_stride))
+        summaries[name] = run_or_reuse(config, args.reuse, source=open_passes(args.passes),
+                                       teacher=GridAlignedTeacher(teacher, config.teacher.logits_stride))
         print(f"camvid {name}: {summaries[name]['frames']} frames in {time.perf_counter() - started:.0f} s; "
               f"clean {summaries[name]['student_miou']:.4f}, PGD-10 {summaries[name].get('student_robust_miou')}, "
               f"worst-of-k {(summaries[name].get('student_corrupt_miou') or {}).get('worst_of_k')}", flush=True)
@@ -260,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--robust-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override for the robust run only")
     parser.add_argument("--out", default="runs/bench-robustness")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read back finished runs with the same config from --out (only the attack check runs again)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     streams = [s.strip() for s in args.streams.split(",") if s.strip()]
