@@ -48,8 +48,11 @@ teacher-free input-statistics chain on real dash-cam video.
    is caught by an event in ``[start, end + 60]`` (a gradual shift: inside its ramp or within
    60 frames after it); delays count from the shift's start. Figures: median and p90 delay,
    false alarms per 10 000 frames, precision, recall, F1, and the cost of one ``update(x)``
-   call and per value inside ``update_many`` (medians of 5 repeats). The last line's JSON has
-   ``best`` (ours), ``river_best_f1`` and the targets' verdicts.
+   call and per value inside ``update_many`` (medians of 5 repeats; under CPU contention these
+   swing by orders of magnitude, so re-measure a suspicious one alone). The last line's JSON has
+   ``best`` (ours) and ``river_best_f1`` (each family's best held-out F1 among its tuned rows),
+   ``tuning_pick`` (whether the tuning worlds alone, under the same rule, pick the same row of
+   ours), ``selection`` (the rule and budget), ``unconstrained`` and the targets' verdicts.
 
 The drift thresholds are tuned and reported on different worlds (:mod:`sim.seeds`):
 
