@@ -32,16 +32,27 @@ teacher-free input-statistics chain on real dash-cam video.
    and ``KSWIN`` (the ``bench`` extra; benchmark-only; on ``stats`` River's ADWIN and
    PageHinkley run one detector per feature and a frame counts when any of them flags: River
    has no vector detector, and 21 KSWINs per frame are too slow to tune). Every
-   detector gets the same 8-setting grid effort, chosen by F1 on the
-   ``DRIFT_STREAM_TUNING`` worlds, and is reported on the held-out ``DRIFT_STREAMS`` worlds;
+   detector gets the same 8-setting grid effort (grids fixed in :data:`STREAM_GRIDS` and
+   :data:`COMBINED_GRID` before any held-out look), its setting chosen on the
+   ``DRIFT_STREAM_TUNING`` worlds by one rule for all, ours and River's (:func:`choose`): the
+   false-alarm target is a constraint, so among the settings with at most
+   :data:`FALSE_ALARM_BUDGET` (half the target's 1 per 10 000 frames) false alarms per 10 000
+   tuning frames the best F1 (then the shorter median delay) wins, and when none is that quiet,
+   the setting with the fewest false alarms (then the best F1); it is reported on the held-out
+   ``DRIFT_STREAMS`` worlds (the current report: 100506-100509, tuned on 30100-30104; 100501-100505
+   were looked at while the detectors were built). For disclosure the JSON's ``unconstrained``
+   also scores each detector's plain best-tuning-F1 setting (the earlier rule) on them;
    the scalar signals (and River's per-feature inputs) are divided by their tuning-world
    standard deviation first (the same input for all; VectorCUSUM takes the statistics in
    their own [0, 1] units). Every detector's detections within 100 frames of its last event fold into it. A shift
    is caught by an event in ``[start, end + 60]`` (a gradual shift: inside its ramp or within
    60 frames after it); delays count from the shift's start. Figures: median and p90 delay,
    false alarms per 10 000 frames, precision, recall, F1, and the cost of one ``update(x)``
-   call and per value inside ``update_many`` (medians of 5 repeats). The last line's JSON has
-   ``best`` (ours), ``river_best_f1`` and the targets' verdicts.
+   call and per value inside ``update_many`` (medians of 5 repeats; under CPU contention these
+   swing by orders of magnitude, so re-measure a suspicious one alone). The last line's JSON has
+   ``best`` (ours) and ``river_best_f1`` (each family's best held-out F1 among its tuned rows),
+   ``tuning_pick`` (whether the tuning worlds alone, under the same rule, pick the same row of
+   ours), ``selection`` (the rule and budget), ``unconstrained`` and the targets' verdicts.
 
 The drift thresholds are tuned and reported on different worlds (:mod:`sim.seeds`):
 
@@ -322,12 +333,16 @@ def sim_report(seeds: list[int], frames: int, workers: int) -> dict | None:
 
 STREAM_TOLERANCE = 60  # frames after a shift (after a gradual shift's ramp) within which a detection counts,
 # as stream.driver.DRIFT_TOLERANCE
-STREAM_TUNE_SEEDS = world_seeds.take(world_seeds.DRIFT_STREAM_TUNING, 3, "DRIFT_STREAM_TUNING")  # detectors tuned here
-STREAM_REPORT_SEEDS = list(world_seeds.DRIFT_STREAMS)  # and reported here (held out)
+STREAM_TUNE_SEEDS = world_seeds.take(world_seeds.DRIFT_STREAM_TUNING, 5, "DRIFT_STREAM_TUNING")  # detectors tuned here
+# and reported here (held out): DRIFT_STREAMS 100506-100509; 100501-100505 were looked at while the
+# detectors were built (the earlier reports), 100510-100512 are kept for a later one
+STREAM_REPORT_SEEDS = list(world_seeds.DRIFT_STREAMS[5:9])
 STREAM_FRAMES = 20_000  # per world: drift_schedule's 24 abrupt + 6 gradual shifts
 STREAM_SIZE = (128, 64)  # width, height of the rendered frames (cheap; the student and teacher run at it)
 TEACHER_EVERY = 8  # the disagreement signal: a teacher label on every 8th frame (about scheduler.min_rate)
 STREAM_COOLDOWN = 100  # every detector's detections within this many frames of its last event fold into it
+FALSE_ALARM_TARGET = 1.0  # the issue's target: at most this many false alarms per 10 000 frames (held out)
+FALSE_ALARM_BUDGET = FALSE_ALARM_TARGET / 2  # a setting qualifies on the tuning worlds at most at this (choose())
 CACHE = os.environ.get("ODISTILL_DRIFT_CACHE", "/tmp/odistill_drift_streams")
 
 
@@ -557,6 +572,32 @@ def rank(score: dict) -> tuple:
     return (-score["f1"], score["median_delay"] if score["median_delay"] is not None else 1e9)
 
 
+def choose(candidates: list[tuple[object, dict]], budget: float = FALSE_ALARM_BUDGET) -> tuple[object, dict, bool]:
+    """The selection rule of every detector's grid on the tuning worlds (ours and River's alike):
+    among the ``(setting, score)`` candidates whose ``false_per_10k`` is at most ``budget``, the
+    best by :func:`rank` (F1, then median delay); when none is within the budget, the one with
+    the fewest false alarms (then by :func:`rank`). Returns ``(setting, score, within_budget)``;
+    the first of equals wins.
+
+    Example:
+        >>> s = lambda f1, fa: {"f1": f1, "false_per_10k": fa, "median_delay": 5.0}
+        >>> choose([("loud", s(0.9, 2.0)), ("quiet", s(0.8, 0.5)), ("quieter", s(0.7, 0.1))])[0]
+        'quiet'
+        >>> choose([("loud", s(0.9, 3.0)), ("less loud", s(0.6, 1.5))], budget=0.5)[::2]
+        ('less loud', False)
+    """
+    if not candidates:
+        raise ValueError("choose: no candidate settings to choose from")
+    if not budget >= 0:
+        raise ValueError(f"choose: budget must be >= 0 false alarms per 10 000 frames, got {budget}")
+    within = [item for item in candidates if item[1]["false_per_10k"] <= budget]
+    if within:
+        setting, score = min(within, key=lambda item: rank(item[1]))
+        return setting, score, True
+    setting, score = min(candidates, key=lambda item: (item[1]["false_per_10k"], *rank(item[1])))
+    return setting, score, False
+
+
 def update_cost(family: str, name: str, setting: dict, values: np.ndarray, repeats: int = 5) -> dict:
     """Microseconds per value: one ``update(x)`` call, and (ours) inside ``update_many``. Medians of repeats."""
     values = np.ascontiguousarray(values[:4000], np.float64)  # (n,) or (n, K)
@@ -618,16 +659,15 @@ def streams(tune_seeds: list[int], report_seeds: list[int], frames: int, workers
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             tuned = list(pool.map(single_signal_score, jobs, chunksize=4))
-    best: dict[tuple, tuple[dict, dict]] = {}
+    grids: dict[tuple, list[tuple[dict, dict]]] = {}
     for job, score in zip(jobs, tuned):
-        key = job[:2] + (job[3],)
-        if key not in best or rank(score) < rank(best[key][1]):
-            best[key] = (job[2], score)
+        grids.setdefault(job[:2] + (job[3],), []).append((job[2], score))
     combo_scores = [combined_score(setting, tune_worlds, scales) for setting in COMBINED_GRID]
-    best_combo = min(zip(COMBINED_GRID, combo_scores), key=lambda item: rank(item[1]))
+    combo_candidates = list(zip(COMBINED_GRID, combo_scores))
     tune_s = time.perf_counter() - t0 - signals_s
-    rows = []
-    for (family, name, signal), (setting, tune_score) in sorted(best.items()):
+    rows, unconstrained = [], []
+    for (family, name, signal), candidates in sorted(grids.items()):
+        setting, tune_score, within = choose(candidates)
         report = single_signal_score((family, name, setting, signal, report_worlds, scales))
         if signal == "stats":
             values = report_worlds[0]["stats"] if family == "ours" else report_worlds[0]["stats"] / scales["stats"]
@@ -636,9 +676,20 @@ def streams(tune_seeds: list[int], report_seeds: list[int], frames: int, workers
             values = values[~np.isnan(values)] / scales[signal]
         cost = update_cost(family, name, setting, values)
         rows.append({"family": family, "detector": name, "signal": signal, "setting": setting,
-                     "tune_f1": tune_score["f1"], **report, **cost})
-    setting, combo_tune = best_combo
+                     "tune_f1": tune_score["f1"], "tune_false_per_10k": tune_score["false_per_10k"],
+                     "within_budget": within, **report, **cost})
+        # disclosure: the earlier rule (best tuning F1, false alarms unconstrained) on the same worlds
+        free_setting, free_tune = min(candidates, key=lambda item: rank(item[1]))
+        free = report if free_setting == setting else single_signal_score((family, name, free_setting, signal, report_worlds, scales))
+        unconstrained.append({"family": family, "detector": name, "signal": signal, "setting": free_setting,
+                              "tune_f1": free_tune["f1"], "tune_false_per_10k": free_tune["false_per_10k"], **free})
+    setting, combo_tune, combo_within = choose(combo_candidates)
     report = combined_score(setting, report_worlds, scales)
+    free_setting, free_tune = min(combo_candidates, key=lambda item: rank(item[1]))
+    free = report if free_setting == setting else combined_score(free_setting, report_worlds, scales)
+    unconstrained.append({"family": "ours", "detector": "combined", "signal": free_setting[0],
+                          "setting": {"votes": free_setting[1], "threshold": free_setting[2]},
+                          "tune_f1": free_tune["f1"], "tune_false_per_10k": free_tune["false_per_10k"], **free})
     rows_xs = np.stack([report_worlds[0]["signals"][s] / scales[s] for s in setting[0].split("+")], axis=1)[:4000]  # (4000, S)
     listed = list(rows_xs)
 
@@ -657,11 +708,12 @@ def streams(tune_seeds: list[int], report_seeds: list[int], frames: int, workers
 
     rows.append({"family": "ours", "detector": "combined", "signal": setting[0],
                  "setting": {"votes": setting[1], "threshold": setting[2], "k": 1.0, "alpha": 0.05, "window": COMBINED_WINDOW},
-                 "tune_f1": combo_tune["f1"], **report,
+                 "tune_f1": combo_tune["f1"], "tune_false_per_10k": combo_tune["false_per_10k"],
+                 "within_budget": combo_within, **report,
                  "update_us": float(np.median([combined_call() for _ in range(5)])),
                  "update_many_us": float(np.median([combined_many() for _ in range(5)]))})
     scales = {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in scales.items()}
-    return {"rows": rows, "scales": scales, "signals_s": signals_s, "tune_s": tune_s,
+    return {"rows": rows, "unconstrained": unconstrained, "scales": scales, "signals_s": signals_s, "tune_s": tune_s,
             "combined_tuning": [{"signals": c[0], "votes": c[1], "threshold": c[2], **sc} for c, sc in zip(COMBINED_GRID, combo_scores)]}
 
 
@@ -671,27 +723,42 @@ def print_streams(out: dict, tune_seeds: list[int], report_seeds: list[int], fra
     print(f"long drift streams: tuned on DRIFT_STREAM_TUNING worlds {tune_seeds}, reported on held-out DRIFT_STREAMS "
           f"worlds {report_seeds} ({frames} frames each, {rows[0]['shifts'] // max(1, len(report_seeds))} shifts per "
           f"world incl. gradual; signals {out['signals_s']:.0f} s, tuning {out['tune_s']:.0f} s)")
-    print(f"  {'family':<6} {'detector':<13} {'signal':<38} {'tuneF1':>6} {'F1':>5} {'P':>5} {'R':>5} {'med':>5} {'p90':>6} "
-          f"{'fa/10k':>6} {'upd us':>7} {'many us':>7}")
+    print(f"  settings chosen on the tuning worlds: best F1 among those with <= {FALSE_ALARM_BUDGET:g} false per 10k "
+          f"there, else the fewest false alarms (marked *)")
+    print(f"  {'family':<6} {'detector':<13} {'signal':<38} {'tuneF1':>6} {'tunefa':>6} {'F1':>5} {'P':>5} {'R':>5} {'med':>5} "
+          f"{'p90':>6} {'fa/10k':>6} {'upd us':>7} {'many us':>7}")
     for r in rows:
         med = "-" if r["median_delay"] is None else f"{r['median_delay']:.0f}"
         p90 = "-" if r["p90_delay"] is None else f"{r['p90_delay']:.0f}"
         many = f"{r['update_many_us']:.3f}" if "update_many_us" in r else "-"
-        print(f"  {r['family']:<6} {r['detector']:<13} {r['signal']:<38} {r['tune_f1']:6.2f} {r['f1']:5.2f} {r['precision']:5.2f} "
-              f"{r['recall']:5.2f} {med:>5} {p90:>6} {r['false_per_10k']:6.1f} {r['update_us']:7.3f} {many:>7}")
+        tune_fa = f"{r['tune_false_per_10k']:.1f}" + (" " if r["within_budget"] else "*")
+        print(f"  {r['family']:<6} {r['detector']:<13} {r['signal']:<38} {r['tune_f1']:6.2f} {tune_fa:>6} {r['f1']:5.2f} "
+              f"{r['precision']:5.2f} {r['recall']:5.2f} {med:>5} {p90:>6} {r['false_per_10k']:6.1f} {r['update_us']:7.3f} {many:>7}")
+    by_f1 = lambda r: (r["f1"], -(r["median_delay"] or 1e9))  # noqa: E731
     ours = [r for r in rows if r["family"] == "ours"]
     river = [r for r in rows if r["family"] == "river"]
-    best = max(ours, key=lambda r: (r["f1"], -(r["median_delay"] or 1e9)))
-    river_best = max(river, key=lambda r: (r["f1"], -(r["median_delay"] or 1e9)))
+    best = max(ours, key=by_f1)
+    river_best = max(river, key=by_f1)
+    # the detector the tuning worlds alone would have picked (the same rule over our rows' tuning scores)
+    tuning_pick = choose([(r, {"f1": r["tune_f1"], "false_per_10k": r["tune_false_per_10k"], "median_delay": None})
+                          for r in ours])[0]
+    free = out["unconstrained"]
+    free_ours = max((r for r in free if r["family"] == "ours"), key=by_f1)
+    free_river = max((r for r in free if r["family"] == "river"), key=by_f1)
     print(f"  River best (baseline): {river_best['detector']} on {river_best['signal']}: F1 {river_best['f1']:.3f}, median delay "
           f"{river_best['median_delay']}, {river_best['false_per_10k']:.1f} false per 10k, update {river_best['update_us']:.3f} us")
     print(f"  ours best:             {best['detector']} on {best['signal']}: F1 {best['f1']:.3f}, median delay {best['median_delay']}, "
           f"{best['false_per_10k']:.1f} false per 10k, update {best['update_us']:.3f} us "
           f"(update_many {best.get('update_many_us', float('nan')):.3f} us per value)")
     print(f"  ratio ours / River: F1 {best['f1'] / river_best['f1'] if river_best['f1'] else float('inf'):.2f}x")
+    print(f"  the tuning worlds' own pick among ours: {tuning_pick['detector']} on {tuning_pick['signal']} "
+          f"({'the same row' if tuning_pick is best else 'NOT the held-out best'})")
+    print(f"  disclosure, the earlier rule (best tuning F1, false alarms unconstrained): River best {free_river['detector']} on "
+          f"{free_river['signal']} F1 {free_river['f1']:.3f} ({free_river['false_per_10k']:.1f} false per 10k); ours best "
+          f"{free_ours['detector']} on {free_ours['signal']} F1 {free_ours['f1']:.3f} ({free_ours['false_per_10k']:.1f} false per 10k)")
     targets = {
         "median_delay_le_30": best["median_delay"] is not None and best["median_delay"] <= 30,
-        "false_per_10k_le_1": best["false_per_10k"] <= 1.0,
+        "false_per_10k_le_1": best["false_per_10k"] <= FALSE_ALARM_TARGET,
         "f1_above_river_best": best["f1"] > river_best["f1"],
         "update_under_1us": best["update_us"] < 1.0,
     }
@@ -705,6 +772,13 @@ def print_streams(out: dict, tune_seeds: list[int], report_seeds: list[int], fra
                            "median_delay": river_best["median_delay"], "false_per_10k": rnd(river_best["false_per_10k"]),
                            "update_us": rnd(river_best["update_us"])},
             "river_best_f1": rnd(river_best["f1"]), "targets": targets,
+            "selection": {"rule": "best tuning F1 among settings with tuning false_per_10k <= budget, else the fewest "
+                                  "false alarms", "budget_per_10k": FALSE_ALARM_BUDGET},
+            "tuning_pick": {"detector": tuning_pick["detector"], "signal": tuning_pick["signal"],
+                            "is_best": tuning_pick is best},
+            "unconstrained": {"river_best_f1": rnd(free_river["f1"]), "river_best": f"{free_river['detector']} on {free_river['signal']}",
+                              "ours_best_f1": rnd(free_ours["f1"]), "ours_best": f"{free_ours['detector']} on {free_ours['signal']}",
+                              "rows": [{k: rnd(v) for k, v in r.items() if k not in ("delays", "abrupt_delays")} for r in free]},
             "rows": [{k: rnd(v) for k, v in r.items() if k not in ("delays",)} for r in rows],
             "combined_tuning": [{k: rnd(v) for k, v in r.items()} for r in out["combined_tuning"]],
             "tune_seeds": tune_seeds, "report_seeds": report_seeds, "frames": frames}
@@ -720,7 +794,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--streams", action="store_true", help="part 5 only: every detector x signal, ours and River's, "
                         "on long drift streams (tuned on DRIFT_STREAM_TUNING, reported on DRIFT_STREAMS)")
     parser.add_argument("--stream-worlds", type=int, default=None,
-                        help="part 5: use only the first N tuning and N report worlds (default 3 and 6)")
+                        help="part 5: use only the first N tuning and N report worlds (default 5 and 4: 30100-30104, 100506-100509)")
     parser.add_argument("--stream-frames", type=int, default=STREAM_FRAMES, help="part 5: frames per world")
     parser.add_argument("--stream-tune-seeds", default=None,
                         help="part 5: comma-separated DRIFT_STREAM_TUNING world seeds to tune on (instead of --stream-worlds)")
