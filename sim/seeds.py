@@ -38,6 +38,8 @@ RENDER_BENCH         100 301               ``bench/sim_render.py``'s frames-per-
 ROBUSTNESS_BENCH     100 401               ``bench/robustness.py``: plain vs robust online distillation
 DRIFT_STREAMS        100 501 .. 100 506    ``bench/drift.py --streams``: the long drift streams every
                                            detector and signal (ours and River's) is reported on
+TEACHER_BUDGET_BENCH 100 601               ``bench/teacher_budget.py``: the schedulers against fixed rates
+                                           and the JITNet-style policy
 ===================  ====================  =======================================================
 
 The default run's world is not a benchmark world: a setting chosen by looking at the default
@@ -69,6 +71,7 @@ DRIFT_REPORT = (100_201, 100_202, 100_203, 100_204, 100_205, 100_206)
 RENDER_BENCH = (100_301,)
 ROBUSTNESS_BENCH = (100_401,)
 DRIFT_STREAMS = (100_501, 100_502, 100_503, 100_504, 100_505, 100_506)
+TEACHER_BUDGET_BENCH = (100_601,)
 DRIFT_STREAM_TUNING = range(30_100, 30_200)  # inside DRIFT_TUNING: the long streams' detectors are tuned here
 
 FITTED: dict[str, range] = {
@@ -79,6 +82,7 @@ EVALUATION: dict[str, range | tuple[int, ...]] = {
     "TEACHER_EVALUATION": TEACHER_EVALUATION, "HELD_OUT": HELD_OUT, "DEFAULT_RUN_SEED": (DEFAULT_RUN_SEED,),
     "TOUR_BENCH": TOUR_BENCH, "DRIFT_REPORT": DRIFT_REPORT, "RENDER_BENCH": RENDER_BENCH,
     "ROBUSTNESS_BENCH": ROBUSTNESS_BENCH, "DRIFT_STREAMS": DRIFT_STREAMS,
+    "TEACHER_BUDGET_BENCH": TEACHER_BUDGET_BENCH,
 }  # the seeds scores are measured on
 
 

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "perception" / "weights"
 NAMED_HELD_OUT = {"DEFAULT_RUN_SEED": (seeds.DEFAULT_RUN_SEED,), "TOUR_BENCH": seeds.TOUR_BENCH,
                   "DRIFT_REPORT": seeds.DRIFT_REPORT, "RENDER_BENCH": seeds.RENDER_BENCH,
-                  "ROBUSTNESS_BENCH": seeds.ROBUSTNESS_BENCH, "DRIFT_STREAMS": seeds.DRIFT_STREAMS}
+                  "ROBUSTNESS_BENCH": seeds.ROBUSTNESS_BENCH, "DRIFT_STREAMS": seeds.DRIFT_STREAMS,
+                  "TEACHER_BUDGET_BENCH": seeds.TEACHER_BUDGET_BENCH}
 
 
 def _overlap(a, b) -> set[int]:
