@@ -61,7 +61,7 @@ MIOU_MARGIN = 0.02  # at equal calls, ours at least this much above JITNet's mIo
 CALLS_RATIO = 0.5  # ... or JITNet's mIoU with at most this fraction of its calls
 FIXED_K = (4, 8, 16, 32)
 JITNET_THRESHOLDS = (0.85, 0.9, 0.95)
-GAIN_TARGETS = (0.03, 0.05, 0.08)
+GAIN_TARGETS = ((0.03, 0.5), (0.05, 0.5), (0.08, 0.5), (0.12, 0.25), (0.2, 0.25))  # (gain_target, max_rate)
 GAIN_MIN_RATE = 0.02  # ours may go as low as JITNet's (1/64 .. 1/8)
 CLIP_FIXED_K = (3, 6, 12)
 CLIP_JITNET_THRESHOLDS = (0.85, 0.9)
@@ -86,13 +86,15 @@ def jitnet(threshold: float) -> Policy:
 
 
 def gain(target: float, min_rate: float = GAIN_MIN_RATE, initial: float = 0.12, max_rate: float = 0.5) -> Policy:
-    return Policy("gain", f"gain g={target:g}", ("scheduler.mode=gain", f"scheduler.gain_target={target}",
+    initial = min(initial, max_rate)
+    label = f"gain g={target:g}" + ("" if max_rate == 0.5 else f" max={max_rate:g}")
+    return Policy("gain", label, ("scheduler.mode=gain", f"scheduler.gain_target={target}",
                                                   f"scheduler.min_rate={min_rate}", f"scheduler.initial_rate={initial}",
                                                   f"scheduler.max_rate={max_rate}"))
 
 
 def sim_policies(args: argparse.Namespace) -> list[Policy]:
-    return ([fixed(k) for k in args.fixed] + [jitnet(t) for t in args.jitnet] + [gain(g) for g in args.gain]
+    return ([fixed(k) for k in args.fixed] + [jitnet(t) for t in args.jitnet] + [gain(g, max_rate=m) for g, m in args.gain]
             + ([Policy("agreement", "agreement (old default)", ("scheduler.mode=agreement",))] if args.agreement else []))
 
 
@@ -152,6 +154,8 @@ def compare(points: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
                      "jitnet_miou": p["student_miou"], "ours_miou": ours_miou,
                      "miou_gain": None if ours_miou is None else ours_miou - p["student_miou"],
                      "calls_ratio_at_equal_miou": None if needed is None else needed / p["teacher_rate"],
+                     # our lowest-rate point already beats it: the ratio is an upper bound
+                     "calls_ratio_upper_bound": bool(ours) and needed == ours[0][0] and ours[0][1] > p["student_miou"],
                      "fixed_miou": at_rate(curve(points, "fixed"), p["teacher_rate"])})
     head = next((r for r in rows if abs(r["threshold"] - threshold) < 1e-9), None)
     if head is None:
@@ -162,6 +166,7 @@ def compare(points: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
     return {"per_jitnet": rows, "ours_miou": head["ours_miou"], "jitnet_miou": head["jitnet_miou"],
             "jitnet_rate": head["jitnet_rate"], "miou_gain": head["miou_gain"],
             "calls_ratio_at_equal_miou": head["calls_ratio_at_equal_miou"], "fixed_miou_at_jitnet_rate": head["fixed_miou"],
+            "calls_ratio_upper_bound": head["calls_ratio_upper_bound"],
             "holds": bool(gain_ok or calls_ok),
             "target": f"at JITNet's calls >= {MIOU_MARGIN} mIoU above it, or its mIoU with <= {CALLS_RATIO} of its calls"}
 
@@ -208,8 +213,9 @@ def run_clip(args: argparse.Namespace) -> dict[str, Any]:
                                                            device="cpu", batch_size=1, logits_max_side=LOGITS_MAX_SIDE)))
     clip = teacher_on_clip(teacher)
     passes = 3
-    policies = ([fixed(k) for k in CLIP_FIXED_K] + [jitnet(t) for t in CLIP_JITNET_THRESHOLDS]
-                + [gain(g, min_rate=0.03, initial=0.45, max_rate=0.45) for g in CLIP_GAIN_TARGETS])
+    policies = ([fixed(k) for k in args.clip_fixed] + [jitnet(t) for t in args.clip_jitnet]
+                + [gain(g, min_rate=0.03, initial=0.45, max_rate=0.45) for g in args.clip_gain]
+                + ([Policy("agreement", "agreement (old default)", ())] if args.agreement else []))
     points = []
     for policy in policies:
         folder = Path(args.out) / "clip" / policy.label.replace(" ", "_").replace("=", "")
@@ -283,6 +289,18 @@ def parse_floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def parse_gains(text: str) -> tuple[tuple[float, float], ...]:
+    """``"0.05,0.12@0.25"`` -> ((0.05, 0.5), (0.12, 0.25)): gain targets, each with its max_rate."""
+    try:
+        out = []
+        for part in (v.strip() for v in text.split(",") if v.strip()):
+            target, _, top = part.partition("@")
+            out.append((float(target), float(top) if top else 0.5))
+        return tuple(out)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated gain targets (optionally @max_rate), got {text!r}") from None
+
+
 def parse_ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
@@ -297,9 +315,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=TEACHER_BUDGET_BENCH[0], help="sim world (held out)")
     parser.add_argument("--fixed", type=parse_ints, default=FIXED_K, help="fixed schedules: every k-th frame")
     parser.add_argument("--jitnet", type=parse_floats, default=JITNET_THRESHOLDS, help="JITNet-style thresholds")
-    parser.add_argument("--gain", type=parse_floats, default=GAIN_TARGETS, help="our gain targets")
+    parser.add_argument("--gain", type=parse_gains, default=GAIN_TARGETS,
+                        help="our gain targets, each optionally @max_rate (e.g. 0.05,0.12@0.25)")
+    parser.add_argument("--merge", default=None, metavar="LOG",
+                        help="add the sim points of an earlier run of this bench (its output; same --seed and --frames)")
     parser.add_argument("--no-agreement", dest="agreement", action="store_false", help="leave out the old default")
     parser.add_argument("--clip", action="store_true", help="also the 15 Hz CamVid clip (3 passes)")
+    parser.add_argument("--clip-only", action="store_true", help="the CamVid clip alone (no sim runs)")
+    parser.add_argument("--clip-fixed", type=parse_ints, default=CLIP_FIXED_K, help="clip: fixed schedules")
+    parser.add_argument("--clip-jitnet", type=parse_floats, default=CLIP_JITNET_THRESHOLDS, help="clip: JITNet thresholds")
+    parser.add_argument("--clip-gain", type=parse_floats, default=CLIP_GAIN_TARGETS, help="clip: our gain targets")
     parser.add_argument("--workers", type=int, default=2, help="sim runs in parallel (one torch thread each)")
     parser.add_argument("--out", default="runs/bench-budget")
     args = parser.parse_args(argv)
@@ -314,22 +339,35 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     threshold = SchedulerConfig().jitnet_threshold
     started = time.perf_counter()
-    policies = sim_policies(args)
-    print(f"sim tour, world {args.seed}, {args.frames} frames; {len(policies)} policies, {args.workers} worker(s)", flush=True)
-    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_sim_policy, p, args.seed, args.frames, args.out) for p in policies]
-        points = []
-        for future in futures:
-            row = future.result()
-            points.append(row)
-            print(f"  sim {row['label']:<24} rate {row['teacher_rate']:.3f} ({row['teacher_calls']} calls)  student mIoU "
-                  f"{row['student_miou']:.4f}  student/teacher {_f(row['student_teacher_ratio'], 3)}  ({row['wall_s']:.0f} s)",
-                  flush=True)
+    policies = [] if args.clip_only else sim_policies(args)
+    points: list[dict[str, Any]] = []
+    panels = []
+    if policies:
+        print(f"sim tour, world {args.seed}, {args.frames} frames; {len(policies)} policies, {args.workers} worker(s)",
+              flush=True)
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(run_sim_policy, p, args.seed, args.frames, args.out) for p in policies]
+            for future in futures:
+                row = future.result()
+                points.append(row)
+                print(f"  sim {row['label']:<24} rate {row['teacher_rate']:.3f} ({row['teacher_calls']} calls)  student mIoU "
+                      f"{row['student_miou']:.4f}  student/teacher {_f(row['student_teacher_ratio'], 3)}  "
+                      f"({row['wall_s']:.0f} s)", flush=True)
+    if args.merge:
+        earlier = json.loads(Path(args.merge).read_text().strip().splitlines()[-1])
+        if (earlier["seed"], earlier["frames"]) != (args.seed, args.frames):
+            parser.error(f"--merge {args.merge}: seed/frames {earlier['seed']}/{earlier['frames']} differ from this run's")
+        have = {p["label"] for p in points}
+        merged = [p for p in earlier["sim"]["points"] if p["label"] not in have]
+        points += merged
+        print(f"  merged {len(merged)} points of {args.merge}: {', '.join(p['label'] for p in merged)}")
+    if points:
+        panels.append((f"sim tour, world {args.seed}, {args.frames} frames", points))
     sim = compare(points, threshold)
-    report("sim", sim)
-    panels = [(f"sim tour, world {args.seed}, {args.frames} frames", points)]
+    if points:
+        report("sim", sim)
     clip: dict[str, Any] = {}
-    if args.clip:
+    if args.clip or args.clip_only:
         clip = run_clip(args)
         if "points" in clip:
             clip.update(compare(clip["points"], threshold))
