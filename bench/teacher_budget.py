@@ -378,9 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     figure = Path(args.out) / "teacher_budget.png"
     draw(panels, figure)
     print(f"figure {figure}; {time.perf_counter() - started:.0f} s")
-    print(json.dumps({"seed": args.seed, "frames": args.frames, "ours_miou": sim["ours_miou"],
-                      "jitnet_miou": sim["jitnet_miou"], "calls_ratio_at_equal_miou": sim["calls_ratio_at_equal_miou"],
-                      "target_holds": sim["holds"], "sim": {**sim, "points": points}, "clip": clip,
+    head = sim if points or "ours_miou" not in clip else clip  # the headline: the sim stream's, else the clip's
+    print(json.dumps({"seed": args.seed, "frames": args.frames, "headline_stream": "sim" if head is sim else "clip",
+                      "ours_miou": head["ours_miou"], "jitnet_miou": head["jitnet_miou"],
+                      "calls_ratio_at_equal_miou": head["calls_ratio_at_equal_miou"], "target_holds": head["holds"],
+                      "sim": {**sim, "points": points}, "clip": clip,
                       "figure": str(figure)}))
     return 0
 
