@@ -15,7 +15,7 @@ Example:
     >>> learner.predict(image).shape
     (32, 64)
     >>> sorted(learner.learn(image, np.zeros((32, 64), np.uint8), None, regime=0))
-    ['loss', 'replay_size']
+    ['loss', 'replay_size', 'steps']
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import contextlib
 import copy
 import logging
 import time
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -180,9 +180,13 @@ class OnlineLearner:
         return labels  # (H, W) uint8
 
     def learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
-              catch_up: bool = False, views: FrameViews | None = None) -> dict[str, float]:
+              catch_up: bool = False, views: FrameViews | None = None, steps: int | None = None,
+              stop: Callable[[], bool] | None = None) -> dict[str, float]:
         """Store the labelled frame, then take ``steps_per_label`` steps on it plus replay
-        (``catch_up_steps`` when ``catch_up``: the student trails the teacher).
+        (``catch_up_steps`` when ``catch_up``: the student trails the teacher; ``steps`` when
+        given). ``stop``, when given, is asked before every step and ends the steps once it
+        returns True (JITNet's early stop, :class:`learners.scheduler.TeacherScheduler`); the
+        number of steps taken is returned as ``steps``.
 
         ``views`` (the teacher side's robustness views of the frame) are stored and trained on
         with a robust loss, and ignored with ``robust.loss`` "none". Returns the mean
@@ -194,10 +198,12 @@ class OnlineLearner:
         """
         with torch_threads(self.train_threads):
             if self.robust_loss is not None:
-                return self._learn_robust(image, labels, logits, regime, catch_up, views)
-            return self._learn(image, labels, logits, regime, catch_up)
+                return self._learn_robust(image, labels, logits, regime, catch_up, views, steps, stop)
+            return self._learn(image, labels, logits, regime, catch_up, steps, stop)
 
-    def _steps(self, catch_up: bool) -> int:
+    def _steps(self, catch_up: bool, steps: int | None = None) -> int:
+        if steps is not None:
+            return steps
         return self.config.catch_up_steps if catch_up and self.config.catch_up_steps > 0 else self.config.steps_per_label
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
@@ -210,13 +216,15 @@ class OnlineLearner:
         self.steps += 1
 
     def _learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
-               catch_up: bool) -> dict[str, float]:
+               catch_up: bool, steps: int | None = None, stop: Callable[[], bool] | None = None) -> dict[str, float]:
         small_logits = None if logits is None else logits.astype(np.float16)
         self.replay.add(image, labels, small_logits, regime)
         total = 0.0
-        self.model.train()
-        steps = self._steps(catch_up)
-        for _ in range(steps):
+        taken = 0
+        for _ in range(self._steps(catch_up, steps)):
+            if stop is not None and stop():
+                break
+            self.model.train()
             batch = self.replay.sample(self.config.batch_size - 1, current_regime=regime)
             images = np.stack([image] + [s.image for s in batch])  # (B, H, W, 3)
             targets = np.stack([labels] + [s.labels for s in batch])  # (B, H, W)
@@ -228,19 +236,23 @@ class OnlineLearner:
             loss = self.loss(out, torch.from_numpy(targets).to(self.device).long(), teacher)
             self._optimizer_step(loss)
             total += float(loss.detach())
-        return {"loss": total / steps, "replay_size": float(len(self.replay))}
+            taken += 1
+        return {"loss": total / max(1, taken), "replay_size": float(len(self.replay)), "steps": float(taken)}
 
     def _learn_robust(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
-                      catch_up: bool, views: FrameViews | None) -> dict[str, float]:
+                      catch_up: bool, views: FrameViews | None, steps: int | None = None,
+                      stop: Callable[[], bool] | None = None) -> dict[str, float]:
         """The steps of :meth:`learn` with a robust loss: every sample of a batch brings its
         adversarial view (refined, then written back) and its Kornia view, if it has one."""
         assert self.robust_loss is not None
         small_logits = None if logits is None else logits.astype(np.float16)
         newest = self.replay.add(image, labels, small_logits, regime, views=views)
         sums = {"loss": 0.0, "clean_loss": 0.0, "robust_loss": 0.0, "corrupt_loss": 0.0}
-        self.model.train()
-        steps = self._steps(catch_up)
-        for _ in range(steps):
+        taken = 0
+        for _ in range(self._steps(catch_up, steps)):
+            if stop is not None and stop():
+                break
+            self.model.train()
             batch = [newest] + self.replay.sample(self.config.batch_size - 1, current_regime=regime)
             images = np.stack([s.image for s in batch])  # (B, H, W, 3)
             targets = np.stack([s.labels for s in batch])  # (B, H, W)
@@ -269,8 +281,10 @@ class OnlineLearner:
             sums["loss"] += float(loss.detach())
             for key, value in parts.items():
                 sums[key] += value
-        out = {key: value / steps for key, value in sums.items()}
+            taken += 1
+        out = {key: value / max(1, taken) for key, value in sums.items()}
         out["replay_size"] = float(len(self.replay))
+        out["steps"] = float(taken)
         return out
 
     def _refine(self, x: torch.Tensor, y: torch.Tensor, starts: list[np.ndarray | None]) -> torch.Tensor:

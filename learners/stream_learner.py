@@ -44,6 +44,7 @@ from learners.scheduler import SchedulerConfig, TeacherScheduler
 from perception.evaluator import confusion_update
 from perception.labels import IGNORE_INDEX, NUM_CLASSES
 from perception.metrics import mean_iou, pixel_accuracy
+from perception.model_state import frozen_buffers
 from perception.teacher import TeacherOutput
 
 if TYPE_CHECKING:
@@ -222,13 +223,32 @@ class StreamLearner:
                 if output.views is not None:
                     self.view_frames += 1
                     self.view_ms += output.views.ms
+                stop_at = self.scheduler.stop_at
+                reached: list[float] = []  # jitnet: the agreement at each check of its early stop
+
+                def stop() -> bool:
+                    reached.append(self._agreement_now(item.frame.image, teacher_labels))
+                    return stop_at is not None and reached[-1] >= stop_at
+
                 metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime,
-                                             catch_up=self.scheduler.trailing, views=output.views)
+                                             catch_up=self.scheduler.trailing, views=output.views,
+                                             steps=None if stop_at is None else self.scheduler.config.max_updates,
+                                             stop=None if stop_at is None else stop)
+                if self.scheduler.wants_after:  # the agreement after learning (jitnet: after its last update)
+                    done = stop_at is not None and reached[-1] >= stop_at  # else: measured before its last update
+                    self.scheduler.on_learned(reached[-1] if done else self._agreement_now(item.frame.image, teacher_labels))
                 self._maybe_log_rate(item.frame.index, result)
                 result.losses.append(metrics["loss"])
                 if self.sync_every and self.learner.steps - self.synced_at >= self.sync_every:
                     self._sync_student()
             result.outputs.append(LearnerOutput(item.frame.index, item.prediction, teacher_labels, robust=record))
+
+    def _agreement_now(self, image: np.ndarray, teacher_labels: np.ndarray) -> float:
+        """The student's agreement (``learner.agreement``) with a teacher frame's labels as it
+        predicts now; its batch-norm running statistics are left as they were."""
+        with frozen_buffers(self.learner.predictor):
+            pixel, miou = frame_agreement(self.learner.predict(image), teacher_labels)
+        return miou if self.config.agreement == "miou" else pixel
 
     def _sync_student(self) -> None:
         """Send the predictor's weights to the teacher side's student copy (counted in bytes)."""

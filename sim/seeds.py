@@ -41,8 +41,10 @@ DRIFT_STREAMS        100 501 .. 100 512    ``bench/drift.py --streams``: the lon
                                            (100 501 .. 100 505 were looked at while the detectors
                                            were built; the report is on 100 506 .. 100 509, and
                                            100 510 .. 100 512 are kept unseen for a later one)
-FORGETTING_BENCH     100 601               ``bench/forgetting.py``: the tour twice over
-FORGETTING_PROBES    100 611               ``bench/forgetting.py``: each domain's fixed probe frames
+TEACHER_BUDGET_BENCH 100 601               ``bench/teacher_budget.py``: the schedulers against fixed rates
+                                           and the JITNet-style policy
+FORGETTING_BENCH     100 701               ``bench/forgetting.py``: the tour twice over
+FORGETTING_PROBES    100 711               ``bench/forgetting.py``: each domain's fixed probe frames
 ===================  ====================  =======================================================
 
 The default run's world is not a benchmark world: a setting chosen by looking at the default
@@ -74,8 +76,9 @@ DRIFT_REPORT = (100_201, 100_202, 100_203, 100_204, 100_205, 100_206)
 RENDER_BENCH = (100_301,)
 ROBUSTNESS_BENCH = (100_401,)
 DRIFT_STREAMS = tuple(range(100_501, 100_513))
-FORGETTING_BENCH = (100_601,)
-FORGETTING_PROBES = (100_611,)
+TEACHER_BUDGET_BENCH = (100_601,)
+FORGETTING_BENCH = (100_701,)
+FORGETTING_PROBES = (100_711,)
 DRIFT_STREAM_TUNING = range(30_100, 30_200)  # inside DRIFT_TUNING: the long streams' detectors are tuned here
 
 FITTED: dict[str, range] = {
@@ -86,7 +89,8 @@ EVALUATION: dict[str, range | tuple[int, ...]] = {
     "TEACHER_EVALUATION": TEACHER_EVALUATION, "HELD_OUT": HELD_OUT, "DEFAULT_RUN_SEED": (DEFAULT_RUN_SEED,),
     "TOUR_BENCH": TOUR_BENCH, "DRIFT_REPORT": DRIFT_REPORT, "RENDER_BENCH": RENDER_BENCH,
     "ROBUSTNESS_BENCH": ROBUSTNESS_BENCH, "DRIFT_STREAMS": DRIFT_STREAMS,
-    "FORGETTING_BENCH": FORGETTING_BENCH, "FORGETTING_PROBES": FORGETTING_PROBES,
+    "TEACHER_BUDGET_BENCH": TEACHER_BUDGET_BENCH, "FORGETTING_BENCH": FORGETTING_BENCH,
+    "FORGETTING_PROBES": FORGETTING_PROBES,
 }  # the seeds scores are measured on
 
 

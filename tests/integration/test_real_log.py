@@ -71,6 +71,25 @@ def test_the_bench_plays_the_clip_once_per_pass_with_labels(shared_data):
         assert values <= set(range(len(CAMVID_CLASS_NAMES))) | {255}  # CamVid ids, void -> 255
 
 
+@pytest.mark.parametrize("drive", ["0001TP", "0006R0", "0016E5"])
+def test_each_1hz_drive_plays_on_its_own_once_per_pass_with_labels(shared_data, drive):
+    from bench.real_log import DRIVES_1HZ, open_drive_passes
+
+    if not (DRIVES_1HZ / drive / "frames").is_dir():
+        pytest.skip(f"{DRIVES_1HZ / drive} is absent")
+    with open_drive_passes(drive, 2, limit=2) as source:
+        frames = list(source)
+        shifts = source.true_shifts
+    assert [f.index for f in frames] == list(range(4)) and shifts == [2]
+    assert [f.domain for f in frames] == ["pass1"] * 2 + ["pass2"] * 2
+    assert [f.timestamp - frames[0].timestamp for f in frames[:2]] == [0.0, 1.0]  # 1 Hz
+    assert np.array_equal(frames[1].image, frames[3].image) and not np.array_equal(frames[0].image, frames[1].image)
+    assert frames[0].image.shape == (360, 480, 3)
+    for frame in frames:
+        values = set(np.unique(frame.label).tolist())
+        assert values <= set(range(len(CAMVID_CLASS_NAMES))) | {255} and len(values) > 2  # CamVid ids, void -> 255
+
+
 class _CountingTeacher:
     name, params, device = "counting", 1, "cpu"
 
