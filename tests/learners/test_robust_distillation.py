@@ -242,7 +242,7 @@ def test_loss_none_ignores_views_bit_for_bit():
             losses.append(learner.learn(image, labels, _teacher_logits(labels)[:, ::2, ::2], 0, views=fv))
         runs.append((losses, learner))
     (plain, a), (with_views, b) = runs
-    assert plain == with_views and sorted(plain[0]) == ["loss", "replay_size"]
+    assert plain == with_views and sorted(plain[0]) == ["loss", "replay_size", "steps"]
     for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
         assert torch.equal(x, y)
     assert all(s.adversarial is None and s.corrupted is None for s in b.replay.samples)
