@@ -99,7 +99,10 @@ def run_or_reuse(config: RunConfig, reuse: bool, **kwargs: Any) -> dict[str, Any
     from stream.local import run_local
 
     out = Path(config.run.out)
-    if reuse and (out / "summary.json").exists() and (out / "config.json").exists():
+    summary, kept_config = out / "summary.json", out / "config.json"
+    finished = (summary.exists() and kept_config.exists() and summary.stat().st_mtime >= kept_config.stat().st_mtime
+                and any((out / "checkpoints").glob("learner_*.safetensors")))  # not a run stopped half-way
+    if reuse and finished:
         kept, wanted = json.loads((out / "config.json").read_text()), json.loads(config.to_json())
         defaults = json.loads(RunConfig().to_json())
         for section, values in wanted.items():  # settings newer than the kept run count as theirs at the default

@@ -42,3 +42,26 @@ def test_targets_are_judged_on_both_students_counted_figures() -> None:
 def test_attack_check_names_the_student_whose_pgd10_was_too_weak() -> None:
     assert strong_enough(row(0.15, 0.36, -0.01, -0.10)) == {"pgd10_strong_enough_plain": True,
                                                            "pgd10_strong_enough_robust": False}
+
+
+def test_reuse_reads_back_only_a_finished_run_with_the_same_config(tmp_path, monkeypatch) -> None:
+    import json
+    import os
+
+    import stream.local
+    from bench.robustness import run_or_reuse
+    from stream.config import load_config
+
+    ran = []
+    monkeypatch.setattr(stream.local, "run_local", lambda config, **kwargs: ran.append(config) or {"fresh": True})
+    config = load_config(None, [f"run.out={tmp_path}", "run.frames=20"])
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "config.json").write_text(config.to_json())
+    (tmp_path / "summary.json").write_text(json.dumps({"kept": True}))
+    (tmp_path / "checkpoints" / "learner_00000020.safetensors").write_bytes(b"")
+    assert run_or_reuse(config, reuse=True) == {"kept": True} and not ran
+    assert run_or_reuse(config, reuse=False) == {"fresh": True}  # reuse is asked for, never assumed
+    other = load_config(None, [f"run.out={tmp_path}", "run.frames=30"])
+    assert run_or_reuse(other, reuse=True) == {"fresh": True}  # another setting: run again
+    os.utime(tmp_path / "summary.json", (1, 1))  # a run that started after the summary was written and stopped
+    assert run_or_reuse(config, reuse=True) == {"fresh": True}
