@@ -86,23 +86,12 @@ def probe_sets(config: RunConfig, domains: list[str], frames: int, seed: int) ->
 
 
 def checkpoint_students(config: RunConfig) -> dict[int, torch.nn.Module]:
-    """Every checkpoint's predictor, by the frame count it was written at, in the batch-norm mode
-    the run predicts in (``online.predict_bn``: running statistics, or each frame's own)."""
-    import dataclasses
+    """Every checkpoint's predictor (:func:`stream.builders.student_from_checkpoint`), by the frame
+    count it was written at."""
+    from stream.builders import student_from_checkpoint
 
-    from safetensors.torch import load_file
-
-    from stream.builders import build_student
-
-    bare = dataclasses.replace(config, student=dataclasses.replace(config.student, weights="none"))
-    students = {}
-    for path in sorted((Path(config.run.out) / "checkpoints").glob("learner_*.safetensors")):
-        tensors = load_file(str(path))
-        prefix = "average." if any(k.startswith("average.") for k in tensors) else "model."
-        model = build_student(bare)
-        model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-        students[int(path.stem.split("_")[1])] = model.train(config.online.predict_bn == "frame")
-    return students
+    return {int(path.stem.split("_")[1]): student_from_checkpoint(config, path)
+            for path in sorted((Path(config.run.out) / "checkpoints").glob("learner_*.safetensors"))}
 
 
 def probe_miou(model: torch.nn.Module, frames: list[tuple[np.ndarray, np.ndarray]], num_classes: int) -> float:

@@ -78,19 +78,13 @@ def pinned_rate(rate: float) -> list[str]:
 
 
 def last_student(config: RunConfig) -> torch.nn.Module:
-    """The student of a finished run, from its newest checkpoint, in the run's ``online.predict_bn`` mode."""
-    from safetensors.torch import load_file
-
-    from stream.builders import build_student
+    """The predictor of a finished run, from its newest checkpoint, in the run's ``online.predict_bn`` mode."""
+    from stream.builders import student_from_checkpoint
 
     found = sorted((Path(config.run.out) / "checkpoints").glob("learner_*.safetensors"))
     if not found:
         raise RuntimeError(f"{config.run.out}: no learner checkpoint (set learner.checkpoint_every)")
-    tensors = load_file(str(found[-1]))
-    model = build_student(dataclasses.replace(config, student=dataclasses.replace(config.student, weights="none")))
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    # in the batch-norm mode the run predicts (and its probe attacks) in: running statistics, or each frame's own
-    return model.train(config.online.predict_bn == "frame")
+    return student_from_checkpoint(config, found[-1])
 
 
 def run_or_reuse(config: RunConfig, reuse: bool, **kwargs: Any) -> dict[str, Any]:

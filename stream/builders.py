@@ -41,6 +41,19 @@ def build_student(config: RunConfig) -> torch.nn.Module:
     return model
 
 
+
+def student_from_checkpoint(config: RunConfig, path: str | Path) -> torch.nn.Module:
+    """The predictor a learner checkpoint holds (its EMA weights where the run keeps them, else
+    its weights), in the batch-norm mode the run predicts in (``online.predict_bn``: running
+    statistics, or each frame's own)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    prefix = "average." if any(k.startswith("average.") for k in tensors) else "model."
+    model = build_student(dataclasses.replace(config, student=dataclasses.replace(config.student, weights="none")))
+    model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return model.train(config.online.predict_bn == "frame")
+
 def build_teacher(config: RunConfig) -> Any:
     """The teacher ``teacher.spec`` names, its logits on a grid the learner can crop."""
     from perception.teachers import open_teacher
