@@ -108,13 +108,9 @@ def probe_miou(model: torch.nn.Module, frames: list[tuple[np.ndarray, np.ndarray
     return float(mean_iou(matrix))
 
 
-def window_miou(run_dir: Path, start: int, end: int) -> float | None:
-    """The run's prequential student mIoU over the metrics windows inside frames [start, end)."""
-    values = []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if "student_miou" in row and start < row["end_frame"] <= end:
-            values.append(row["student_miou"])
+def window_miou(windows: list[dict[str, Any]], start: int, end: int) -> float | None:
+    """The prequential student mIoU over the run's metrics windows (``metrics.jsonl`` rows) inside frames [start, end)."""
+    values = [row["student_miou"] for row in windows if "student_miou" in row and start < row["end_frame"] <= end]
     return float(np.mean(values)) if values else None
 
 
@@ -129,6 +125,7 @@ def measure(name: str, config: RunConfig, domains: list[str], segment: int, prob
           f"{summary['student_miou']:.4f}, teacher rate {summary['teacher_rate']:.3f}", flush=True)
     students = checkpoint_students(config)
     half = len(domains) // 2
+    windows = [json.loads(line) for line in (Path(config.run.out) / "metrics.jsonl").read_text().splitlines()]
     per_domain = {}
     for i, domain in enumerate(domains[:half]):
         first_end, return_start = (i + 1) * segment, (i + half) * segment
@@ -138,8 +135,8 @@ def measure(name: str, config: RunConfig, domains: list[str], segment: int, prob
         before = probe_miou(students[return_start], probes[domain], config.evaluator.num_classes)
         per_domain[domain] = {
             "first": first, "before_return": before, "forgetting": first - before,
-            "stream_end_of_first_visit": window_miou(Path(config.run.out), first_end - window, first_end),
-            "stream_start_of_return": window_miou(Path(config.run.out), return_start, return_start + window),
+            "stream_end_of_first_visit": window_miou(windows, first_end - window, first_end),
+            "stream_start_of_return": window_miou(windows, return_start, return_start + window),
         }
     worst = max(row["forgetting"] for row in per_domain.values())
     return {"per_domain": per_domain, "max_forgetting": worst, "stream_miou": summary["student_miou"],
