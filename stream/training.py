@@ -281,24 +281,29 @@ def _collect_frames(source: str, config: StudentTrainingConfig, seed: int) -> tu
     return frames, []
 
 
-def train_student(config: StudentTrainingConfig | None = None, out: str | Path | None = None, teacher: str = "sim",
-                  source: str = "sim:clear", seed: int = 0, device: str = "auto",
-                  input_size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Distil the starting student offline from ``teacher`` on frames of ``source`` only."""
-    config = config or StudentTrainingConfig()
-    out = Path(out) if out else WEIGHTS_DIR / "student_clear_oldtown.safetensors"
+def label_dataset(teacher: Any, frames: list[np.ndarray], batch: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label ``frames`` once with ``teacher`` (an object with ``label``): the training set of an
+    offline student.
+
+    Shape:
+        frames [N x (H, W, 3) uint8] -> images (N, H, W, 3) uint8, labels (N, H, W) uint8,
+        logits (N, K, h, w) float16 (the teacher's soft targets at its logits stride)
+    """
+    labels, logits = _label_frames(teacher, frames, batch)
+    return np.stack(frames), labels, logits
+
+
+def fit_student(images: np.ndarray, labels: np.ndarray, logits: np.ndarray, config: StudentTrainingConfig,
+                seed: int = 0, device: str = "auto") -> torch.nn.Module:
+    """Train a fresh ``config.net`` student on a labelled set (:func:`label_dataset`) with the
+    distillation loss, AdamW and a one-cycle schedule; seeded (init and batches). Returns it in
+    eval mode on the CPU.
+
+    Shape:
+        images (N, H, W, 3) uint8, labels (N, H, W) uint8, logits (N, K, h, w)
+    """
     dev = resolve_device(device, setting="--device")
     rng = np.random.default_rng(seed)
-    frames, worlds = _collect_frames(source, config, seed)
-    if input_size is not None:
-        import cv2
-
-        frames = [cv2.resize(f, (input_size[1], input_size[0]), interpolation=cv2.INTER_AREA) for f in frames]
-    labeller = open_teacher(teacher, device=str(dev))
-    t0 = time.perf_counter()
-    labels, logits = _label_frames(labeller, frames)
-    images = np.stack(frames)
-    log.info("teacher labelled %d frames in %.1f s", len(images), time.perf_counter() - t0)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         model = build_student_net(config.net).to(dev)
@@ -318,8 +323,29 @@ def train_student(config: StudentTrainingConfig | None = None, out: str | Path |
         optimizer.step()
         schedule.step()
         if step % 500 == 0 or step == config.steps - 1:
-            log.info("student step %d/%d loss %.4f (%.1f s)", step, config.steps, float(loss.detach()), time.perf_counter() - t1)
-    model.eval()
+            log.info("student %s step %d/%d loss %.4f (%.1f s)", config.net, step, config.steps, float(loss.detach()),
+                     time.perf_counter() - t1)
+    return model.eval().cpu()
+
+
+def train_student(config: StudentTrainingConfig | None = None, out: str | Path | None = None, teacher: str = "sim",
+                  source: str = "sim:clear", seed: int = 0, device: str = "auto",
+                  input_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Distil the starting student offline from ``teacher`` on frames of ``source`` only."""
+    config = config or StudentTrainingConfig()
+    out = Path(out) if out else WEIGHTS_DIR / "student_clear_oldtown.safetensors"
+    dev = resolve_device(device, setting="--device")
+    frames, worlds = _collect_frames(source, config, seed)
+    if input_size is not None:
+        import cv2
+
+        frames = [cv2.resize(f, (input_size[1], input_size[0]), interpolation=cv2.INTER_AREA) for f in frames]
+    labeller = open_teacher(teacher, device=str(dev))
+    t0 = time.perf_counter()
+    images, labels, logits = label_dataset(labeller, frames)
+    log.info("teacher labelled %d frames in %.1f s", len(images), time.perf_counter() - t0)
+    t1 = time.perf_counter()
+    model = fit_student(images, labels, logits, config, seed=seed, device=device)
     meta = {"seed": str(seed), "teacher": teacher, "source": source, "steps": str(config.steps), "net": config.net}
     if worlds:
         meta["world_seeds"] = f"{worlds[0]}..{worlds[-1]}"
