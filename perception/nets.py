@@ -48,6 +48,8 @@ TEACHER_CONFIG = SegNetConfig(widths=(48, 96, 160, 224), blocks=(2, 2, 3, 2), st
 STUDENT_CONFIG = SegNetConfig(widths=(16, 24, 48, 64), blocks=(1, 1, 2, 1), stem=8, decoder=24)
 # the same MACs budget spent deeper: thinner early stages, more and wider blocks at strides 8-32
 DEEP_STUDENT_CONFIG = SegNetConfig(widths=(12, 24, 48, 96), blocks=(1, 2, 3, 2), stem=8, decoder=24)
+# about half the student's MACs: the cheapest entry of the sizing table (bench/ceiling.py)
+TINY_STUDENT_CONFIG = SegNetConfig(widths=(8, 16, 32, 48), blocks=(1, 1, 1, 1), stem=8, decoder=16)
 
 
 class ConvBNReLU(nn.Sequential):

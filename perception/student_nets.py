@@ -5,6 +5,8 @@ pick one of :data:`STUDENT_NETS`:
 
 - ``"default"``: :class:`perception.nets.SegNet` with ``STUDENT_CONFIG`` (the simulator
   student; its decoder and classifier run at stride 2);
+- ``"deep"``: the same MACs as ``"default"`` spent deeper (thinner early stages, more blocks);
+- ``"tiny"``: a SegNet at about half the default student's MACs;
 - ``"fast"``: :class:`FastSegNet`, the same encoder with a decoder that stops at stride 4,
   so no layer runs at stride 2 except the stem: about 10 to 14 times faster than the
   ESPNetv2 s2.0 teacher at the same input size on one CPU thread (``bench/real_log.py``).
@@ -20,7 +22,7 @@ Example:
     >>> build_student_net("huge")
     Traceback (most recent call last):
     ...
-    ValueError: unknown student net 'huge' (choose one of: deep, default, fast)
+    ValueError: unknown student net 'huge' (choose one of: deep, default, fast, tiny)
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception.labels import NUM_CLASSES
-from perception.nets import DEEP_STUDENT_CONFIG, IMAGENET_MEAN, IMAGENET_STD, STUDENT_CONFIG, ConvBNReLU, ResidualBlock, SegNet
+from perception.nets import (DEEP_STUDENT_CONFIG, IMAGENET_MEAN, IMAGENET_STD, STUDENT_CONFIG, TINY_STUDENT_CONFIG, ConvBNReLU,
+                             ResidualBlock, SegNet)
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ STUDENT_NETS: dict[str, Callable[[], nn.Module]] = {
     "default": lambda: SegNet(STUDENT_CONFIG),
     "fast": lambda: FastSegNet(FAST_STUDENT_CONFIG),
     "deep": lambda: SegNet(DEEP_STUDENT_CONFIG),
+    "tiny": lambda: SegNet(TINY_STUDENT_CONFIG),
 }
 
 

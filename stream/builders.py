@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 STUDENT_WEIGHTS = WEIGHTS_DIR / "student_clear_oldtown.safetensors"
 
 
+def shipped_student_weights(net: str) -> Path:
+    """The shipped clear-day starting student of architecture ``net`` (``student.weights=default``):
+    ``student_clear_oldtown.safetensors`` for the default net, ``student_clear_oldtown_NET.safetensors``
+    for the others that ``bench/ceiling.py --ship`` trained on the same worlds."""
+    return STUDENT_WEIGHTS if net == "default" else WEIGHTS_DIR / f"student_clear_oldtown_{net}.safetensors"
+
+
 def build_student(config: RunConfig) -> torch.nn.Module:
     """The student network (``student.net``) with its starting weights (``student.weights``)."""
     with torch.random.fork_rng():
@@ -32,10 +39,11 @@ def build_student(config: RunConfig) -> torch.nn.Module:
         model = build_student_net(config.student.net)
     weights = config.student.weights
     if weights == "default":
-        if config.student.net != "default":
-            raise ConfigError(f"student.weights=default is the shipped sim student (student.net=default); "
-                              f"give a weights path (or none) for student.net={config.student.net}")
-        load_weights(model, STUDENT_WEIGHTS)
+        shipped = shipped_student_weights(config.student.net)
+        if not shipped.is_file():
+            raise ConfigError(f"student.weights=default: no shipped starting student for student.net={config.student.net} "
+                              f"({shipped.name}); give a weights path (or none)")
+        load_weights(model, shipped)
     elif weights != "none":
         load_weights(model, weights)
     return model

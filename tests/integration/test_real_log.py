@@ -120,11 +120,12 @@ def test_cached_teacher_answers_the_same_bytes_once():
     assert teacher.macs(2, 3) == 6 and teacher.name == "counting"
 
 
-def test_student_net_names_are_checked():
+def test_student_net_names_are_checked(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="student.net: unknown student net 'huge'"):
         load_config(None, ["student.net=huge"])
-    config = load_config(None, ["student.net=fast"])  # weights stay "default": the sim student's
-    with pytest.raises(ConfigError, match="student.weights=default is the shipped sim student"):
+    config = load_config(None, ["student.net=fast"])  # weights stay "default": the net's shipped starting student
+    monkeypatch.setattr("stream.builders.WEIGHTS_DIR", tmp_path)  # a net nothing was shipped for
+    with pytest.raises(ConfigError, match="no shipped starting student for student.net=fast"):
         build_student(config)
     assert isinstance(build_student(load_config(None, ["student.net=fast", "student.weights=none"])), FastSegNet)
 
