@@ -14,7 +14,9 @@ TEACHER_TRAINING  0 .. 9 999            ``odistill train-teacher``: the first ``
                                         of them (the shipped teacher: 0 .. 127)
 STUDENT_TRAINING  20 000 .. 29 999      ``odistill train-student --source sim:...``: a block of
                                         ``STUDENT_BLOCK`` worlds per training ``--seed``
-                                        (:func:`student_training_worlds`; the shipped student: 20 000 .. 20 023)
+                                        (:func:`student_training_worlds`; the shipped student: 20 000 .. 20 023;
+                                        ``bench/ceiling.py``'s starting students of the other nets: the
+                                        same worlds; its ceiling students: block ``CEILING_BLOCK``, 22 000 ..)
 DRIFT_TUNING      30 000 .. 30 999      ``bench/drift.py --tune``: the grid search of the drift thresholds
                                         (tours: 30 000 ..; the long drift streams' detectors: 30 100 ..,
                                         ``DRIFT_STREAM_TUNING``)
@@ -45,6 +47,8 @@ TEACHER_BUDGET_BENCH 100 601               ``bench/teacher_budget.py``: the sche
                                            and the JITNet-style policy
 FORGETTING_BENCH     100 701               ``bench/forgetting.py``: the tour twice over
 FORGETTING_PROBES    100 711               ``bench/forgetting.py``: each domain's fixed probe frames
+CEILING_BENCH        100 801               ``bench/ceiling.py``: the online students against their offline
+                                           ceilings and the teacher (the sizing table's mIoU)
 ===================  ====================  =======================================================
 
 The default run's world is not a benchmark world: a setting chosen by looking at the default
@@ -79,6 +83,8 @@ DRIFT_STREAMS = tuple(range(100_501, 100_513))
 TEACHER_BUDGET_BENCH = (100_601,)
 FORGETTING_BENCH = (100_701,)
 FORGETTING_PROBES = (100_711,)
+CEILING_BENCH = (100_801,)
+CEILING_BLOCK = 2  # the STUDENT_TRAINING block (train-student --seed) bench/ceiling.py's ceiling students learn on
 DRIFT_STREAM_TUNING = range(30_100, 30_200)  # inside DRIFT_TUNING: the long streams' detectors are tuned here
 
 FITTED: dict[str, range] = {
@@ -90,7 +96,7 @@ EVALUATION: dict[str, range | tuple[int, ...]] = {
     "TOUR_BENCH": TOUR_BENCH, "DRIFT_REPORT": DRIFT_REPORT, "RENDER_BENCH": RENDER_BENCH,
     "ROBUSTNESS_BENCH": ROBUSTNESS_BENCH, "DRIFT_STREAMS": DRIFT_STREAMS,
     "TEACHER_BUDGET_BENCH": TEACHER_BUDGET_BENCH, "FORGETTING_BENCH": FORGETTING_BENCH,
-    "FORGETTING_PROBES": FORGETTING_PROBES,
+    "FORGETTING_PROBES": FORGETTING_PROBES, "CEILING_BENCH": CEILING_BENCH,
 }  # the seeds scores are measured on
 
 

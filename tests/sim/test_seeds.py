@@ -23,7 +23,8 @@ NAMED_HELD_OUT = {"DEFAULT_RUN_SEED": (seeds.DEFAULT_RUN_SEED,), "TOUR_BENCH": s
                   "DRIFT_REPORT": seeds.DRIFT_REPORT, "RENDER_BENCH": seeds.RENDER_BENCH,
                   "ROBUSTNESS_BENCH": seeds.ROBUSTNESS_BENCH, "DRIFT_STREAMS": seeds.DRIFT_STREAMS,
                   "TEACHER_BUDGET_BENCH": seeds.TEACHER_BUDGET_BENCH,
-                  "FORGETTING_BENCH": seeds.FORGETTING_BENCH, "FORGETTING_PROBES": seeds.FORGETTING_PROBES}
+                  "FORGETTING_BENCH": seeds.FORGETTING_BENCH, "FORGETTING_PROBES": seeds.FORGETTING_PROBES,
+                  "CEILING_BENCH": seeds.CEILING_BENCH}
 
 
 def _overlap(a, b) -> set[int]:
