@@ -5,6 +5,7 @@
     odistill train-teacher            # re-make perception/weights/sim_teacher.safetensors
     odistill train-student            # re-make the clear-day student's starting weights
     odistill train-student --steps 200 --set student_training.frames=400 --device cpu
+    odistill size --budget-ms 8      # the student sizing table; the most accurate student inside 8 ms
 """
 from __future__ import annotations
 
@@ -160,6 +161,55 @@ def _train_parser(sub: Any) -> None:
     e.add_argument("--device", default="auto")
 
 
+def _size_parser(sub: Any) -> None:
+    z = sub.add_parser("size", help="print the student sizing table and name the most accurate student inside a "
+                                    "latency budget")
+    z.add_argument("--budget-ms", type=float, required=True, help="milliseconds per frame the student may take")
+    z.add_argument("--size", default="256x128", help="input WIDTHxHEIGHT the budget is for (the table is measured at "
+                                                     "256x128 and 480x352; other sizes need --measure)")
+    z.add_argument("--table", default=None, help="a sizing table (default: the shipped "
+                                                 "perception/weights/student_sizing.json, written by bench/ceiling.py)")
+    z.add_argument("--measure", action=argparse.BooleanOptionalAction, default=True,
+                   help="re-time every student on this machine (default), or trust the table's milliseconds")
+    z.add_argument("--threads", type=int, default=1, help="torch threads when timing (1: as a run predicts)")
+    z.add_argument("--json", action="store_true", help="print the rows and the choice as one JSON object")
+
+
+def cmd_size(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from perception import sizing
+
+    if args.budget_ms <= 0:
+        raise sizing.SizingError(f"--budget-ms must be > 0, got {args.budget_ms:g}")
+    if args.threads < 1:
+        raise sizing.SizingError(f"--threads must be >= 1, got {args.threads}")
+    sizing.parse_size(args.size)
+    rows, provenance = sizing.load_table(args.table or sizing.SIZING_TABLE)
+    sizes = tuple(dict.fromkeys([*sizing.SIZES, args.size]))
+    if args.measure:
+        timed = []
+        for row in rows:
+            ms = dict(row.ms, **{args.size: sizing.measure_latency_ms(row.net, args.size, threads=args.threads)})
+            macs = dict(row.macs, **{args.size: float(sizing.macs(row.net, args.size))})
+            timed.append(dataclasses.replace(row, ms=ms, macs=macs))
+        rows = timed
+    print(sizing.format_table(rows, sizes))
+    where = "this machine" if args.measure else f"the table ({provenance.get('bench', 'unknown bench')})"
+    print(f"ms at {args.size}: {where}; mIoU: {provenance.get('bench', 'the table')} on world {provenance.get('world', '?')}")
+    try:
+        chosen = sizing.choose_student(rows, args.budget_ms, args.size)
+    except sizing.NoStudentFits as error:
+        print(f"odistill: {error}", file=sys.stderr)
+        return 1
+    print(f"within {args.budget_ms:g} ms at {args.size}: student.net={chosen.net} "
+          f"({chosen.ms[args.size]:.2f} ms, online mIoU {chosen.online_miou}, ceiling {chosen.ceiling_miou})")
+    if args.json:
+        print(json.dumps({"budget_ms": args.budget_ms, "size": args.size, "chosen": chosen.net,
+                          "rows": [dataclasses.asdict(r) for r in rows]}))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from stream import training
 
@@ -191,22 +241,26 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _train_parser(sub)
+    _size_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from perception.device import DeviceError
+    from perception.sizing import SizingError
     from perception.teachers import TeacherSpecError
     from perception.weights import CheckpointError
     from stream.config import ConfigError
     from stream.recorder import OutputError
     from stream.sources.base import SourceError
 
-    known = (ConfigError, SourceError, OutputError, CheckpointError, TeacherSpecError, DeviceError)
+    known = (ConfigError, SourceError, OutputError, CheckpointError, TeacherSpecError, DeviceError, SizingError)
     try:
         if args.command == "run":
             return cmd_run(args)
         if args.command == "eval-teacher":
             return cmd_eval_teacher(args)
+        if args.command == "size":
+            return cmd_size(args)
         return cmd_train(args)
     except known as error:
         print(f"odistill: error: {error}", file=sys.stderr)
