@@ -22,6 +22,8 @@ DRIFT_TUNING      30 000 .. 30 999      ``bench/drift.py --tune``: the grid sear
                                         ``DRIFT_STREAM_TUNING``)
 ROBUST_TUNING     31 000 .. 31 999      ``bench/robustness.py --tune``: the robust distillation settings
                                         were chosen on these worlds
+STATIC_TUNING     32 000 .. 32 999      the temporally correlated streams (stops at lights) the
+                                        anti-collapse settings were chosen on
 ================  ====================  ==========================================================
 
 Held out (never fitted on; scores are measured here):
@@ -49,6 +51,14 @@ FORGETTING_BENCH     100 701               ``bench/forgetting.py``: the tour twi
 FORGETTING_PROBES    100 711               ``bench/forgetting.py``: each domain's fixed probe frames
 CEILING_BENCH        100 801               ``bench/ceiling.py``: the online students against their offline
                                            ceilings and the teacher (the sizing table's mIoU)
+MULTITASK_BENCH      100 901               ``bench/multitask.py``: segmentation + depth against
+                                           segmentation alone
+FEATURE_BENCH        100 921               ``bench/feature_distill.py``: feature distillation against
+                                           logits only
+CONFIDENCE_BENCH     100 951               ``bench/teacher_confidence.py``: confidence-weighted and
+                                           test-time-averaged teacher labels on the hard domains
+STATIC_BENCH         100 981 .. 100 983    ``bench/static.py``: temporally correlated streams (stops at
+                                           lights), the online student against a frozen copy
 ===================  ====================  =======================================================
 
 The default run's world is not a benchmark world: a setting chosen by looking at the default
@@ -72,6 +82,7 @@ STUDENT_TRAINING = range(20_000, 30_000)
 STUDENT_BLOCK = 1000  # worlds reserved for each train-student --seed inside STUDENT_TRAINING
 DRIFT_TUNING = range(30_000, 31_000)
 ROBUST_TUNING = range(31_000, 32_000)
+STATIC_TUNING = range(32_000, 33_000)
 
 HELD_OUT = range(100_000, 200_000)
 DEFAULT_RUN_SEED = 100_000
@@ -84,12 +95,16 @@ TEACHER_BUDGET_BENCH = (100_601,)
 FORGETTING_BENCH = (100_701,)
 FORGETTING_PROBES = (100_711,)
 CEILING_BENCH = (100_801,)
+MULTITASK_BENCH = (100_901,)
+FEATURE_BENCH = (100_921,)
+CONFIDENCE_BENCH = (100_951,)
+STATIC_BENCH = (100_981, 100_982, 100_983)
 CEILING_BLOCK = 2  # the STUDENT_TRAINING block (train-student --seed) bench/ceiling.py's ceiling students learn on
 DRIFT_STREAM_TUNING = range(30_100, 30_200)  # inside DRIFT_TUNING: the long streams' detectors are tuned here
 
 FITTED: dict[str, range] = {
     "TEACHER_TRAINING": TEACHER_TRAINING, "STUDENT_TRAINING": STUDENT_TRAINING, "DRIFT_TUNING": DRIFT_TUNING,
-    "ROBUST_TUNING": ROBUST_TUNING,
+    "ROBUST_TUNING": ROBUST_TUNING, "STATIC_TUNING": STATIC_TUNING,
 }  # the ranges some model or threshold was fitted on
 EVALUATION: dict[str, range | tuple[int, ...]] = {
     "TEACHER_EVALUATION": TEACHER_EVALUATION, "HELD_OUT": HELD_OUT, "DEFAULT_RUN_SEED": (DEFAULT_RUN_SEED,),
@@ -97,6 +112,8 @@ EVALUATION: dict[str, range | tuple[int, ...]] = {
     "ROBUSTNESS_BENCH": ROBUSTNESS_BENCH, "DRIFT_STREAMS": DRIFT_STREAMS,
     "TEACHER_BUDGET_BENCH": TEACHER_BUDGET_BENCH, "FORGETTING_BENCH": FORGETTING_BENCH,
     "FORGETTING_PROBES": FORGETTING_PROBES, "CEILING_BENCH": CEILING_BENCH,
+    "MULTITASK_BENCH": MULTITASK_BENCH, "FEATURE_BENCH": FEATURE_BENCH, "CONFIDENCE_BENCH": CONFIDENCE_BENCH,
+    "STATIC_BENCH": STATIC_BENCH,
 }  # the seeds scores are measured on
 
 

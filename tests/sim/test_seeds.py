@@ -24,7 +24,9 @@ NAMED_HELD_OUT = {"DEFAULT_RUN_SEED": (seeds.DEFAULT_RUN_SEED,), "TOUR_BENCH": s
                   "ROBUSTNESS_BENCH": seeds.ROBUSTNESS_BENCH, "DRIFT_STREAMS": seeds.DRIFT_STREAMS,
                   "TEACHER_BUDGET_BENCH": seeds.TEACHER_BUDGET_BENCH,
                   "FORGETTING_BENCH": seeds.FORGETTING_BENCH, "FORGETTING_PROBES": seeds.FORGETTING_PROBES,
-                  "CEILING_BENCH": seeds.CEILING_BENCH}
+                  "CEILING_BENCH": seeds.CEILING_BENCH, "MULTITASK_BENCH": seeds.MULTITASK_BENCH,
+                  "FEATURE_BENCH": seeds.FEATURE_BENCH, "CONFIDENCE_BENCH": seeds.CONFIDENCE_BENCH,
+                  "STATIC_BENCH": seeds.STATIC_BENCH}
 
 
 def _overlap(a, b) -> set[int]:
