@@ -60,7 +60,8 @@ def test_training_use_names_the_range_or_none():
     assert [seeds.training_use(s) for s in (0, 9_999, 20_000, 29_999, 30_000, 30_999, 31_000, 31_999)] == [
         "TEACHER_TRAINING", "TEACHER_TRAINING", "STUDENT_TRAINING", "STUDENT_TRAINING", "DRIFT_TUNING", "DRIFT_TUNING",
         "ROBUST_TUNING", "ROBUST_TUNING"]
-    assert [seeds.training_use(s) for s in (10_000, 19_999, 32_000, 100_000)] == [None] * 4
+    assert [seeds.training_use(s) for s in (10_000, 19_999, 33_000, 100_000)] == [None] * 4
+    assert seeds.training_use(32_000) == "STATIC_TUNING"
 
 
 def test_the_default_run_streams_a_held_out_world():
