@@ -27,6 +27,12 @@ Three learners, the same stream and teacher budget otherwise:
 - ``frame_bn``: the default learner normalising each frame by its own statistics when it
   predicts (``online.predict_bn=frame``), so batch norm's running statistics, which follow the
   newest domain, play no part in what it predicts.
+- ``experts`` / ``experts_no_replay``: the default learner (with replay / without) keeping a
+  bank of domain experts (``experts.enabled``, :mod:`learners.experts`): the student is banked
+  at every drift with its regime's input statistics and restored when they come back; each
+  frame is predicted by the nearest expert. A checkpoint's predictor is then the whole bank
+  (:class:`learners.experts.ExpertRouter`): every probe frame goes to the expert its own
+  statistics are nearest, as a frame of the stream would.
 
 Target (issue 12): on every returning domain, for each learner, ``forgetting`` at most 1 point.
 
@@ -61,6 +67,8 @@ LEARNERS = {
     "no_replay": ["online.batch_size=1"],
     "ema": [],  # online.ema is added from --ema
     "frame_bn": ["online.predict_bn=frame"],
+    "experts": ["experts.enabled=true"],
+    "experts_no_replay": ["experts.enabled=true", "online.batch_size=1"],
 }
 
 log = logging.getLogger("bench.forgetting")

@@ -119,6 +119,57 @@ class OnlineConfig:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
 
+EXPERT_ROUTES = ("frame", "active")
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """Domain experts against forgetting (:mod:`learners.experts`): the student is banked at
+    every drift with its regime's input statistics and restored when they come back.
+
+    enabled: keep a bank of experts (off: one student, as before).
+    max_experts: experts kept, the learning one included (the least recently used leaves).
+    warmup: frames after a drift whose statistics decide between a banked expert and a new one.
+    match: mean clipped z-score within which the mean statistics of ``warmup`` frames name a
+        banked expert's regime (and within which a frame goes to a banked expert while the new
+        regime has no signature yet). 0.9: on DRIFT_TUNING worlds 30 020-30 022 the centres of
+        20 frames lie at 0.35-0.5 (median) of their own domain's signature from another world,
+        at most 1.37, and at least 0.94 from any other domain's (fog and rain are the nearest).
+    lookback: frames before a detection whose learning is not banked with the old expert
+        (the detection's delay: those frames showed the next domain already).
+    snapshot_every: frames between the training snapshots ``lookback`` picks from.
+    min_std, z_clip: the z-score's floor on a feature's std and its clip.
+    route: "frame" = every frame is predicted by the nearest expert (a returning domain by its
+        own from its first frame); "active" = by the learning student alone.
+    """
+
+    enabled: bool = False
+    max_experts: int = 8
+    warmup: int = 20
+    match: float = 0.9
+    lookback: int = 16
+    snapshot_every: int = 8
+    min_std: float = 0.01
+    z_clip: float = 10.0
+    route: str = "frame"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_experts, bool) or not isinstance(self.max_experts, int) or self.max_experts < 2:
+            raise ValueError(f"max_experts must be an int >= 2 (the learning expert and one banked), got {self.max_experts!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 1:
+            raise ValueError(f"warmup must be an int >= 1 (frames), got {self.warmup!r}")
+        if not self.match > 0:
+            raise ValueError(f"match must be > 0 (a mean z-score), got {self.match}")
+        if isinstance(self.lookback, bool) or not isinstance(self.lookback, int) or self.lookback < 0:
+            raise ValueError(f"lookback must be an int >= 0 (frames), got {self.lookback!r}")
+        if isinstance(self.snapshot_every, bool) or not isinstance(self.snapshot_every, int) or self.snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be an int >= 1 (frames), got {self.snapshot_every!r}")
+        if not self.min_std > 0 or not self.z_clip > 0:
+            raise ValueError(f"min_std and z_clip must be > 0, got {self.min_std}, {self.z_clip}")
+        if self.route not in EXPERT_ROUTES:
+            raise ValueError(f"route: unknown route {self.route!r} (choose {', '.join(EXPERT_ROUTES)})")
+
+
 @dataclass(frozen=True)
 class StreamLearnerConfig:
     teacher_latency: int = 3  # frames between asking the teacher and learning from its answer

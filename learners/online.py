@@ -166,8 +166,23 @@ class OnlineLearner:
         """Shape: image (H, W, 3) uint8 -> logits (1, K, H, W)."""
         return self._predicting()(images_to_tensor(image[None], self.device))
 
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the weights that learn (``model.*``) and predict (``average.*``, with an EMA),
+        for :class:`learners.experts.ExpertBank`."""
+        out = {f"model.{k}": v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.average is not None:
+            out.update({f"average.{k}": v.detach().clone() for k, v in self.average.state_dict().items()})
+        return out
+
+    def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Carry on from a :meth:`training_state` (the optimiser's moments stay as they are)."""
+        self.model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+        if self.average is not None:
+            average = {k[len("average."):]: v for k, v in state.items() if k.startswith("average.")}
+            self.average.load_state_dict(average or self.model.state_dict())
+
     @torch.inference_mode()
-    def predict(self, image: np.ndarray) -> np.ndarray:
+    def predict(self, image: np.ndarray, model: nn.Module | None = None) -> np.ndarray:
         """Shape: image (H, W, 3) uint8 -> labels (H, W) uint8.
 
         A net with ``coarse_logits`` (every student net: its ``forward`` is their bilinear
@@ -175,8 +190,10 @@ class OnlineLearner:
         (:func:`perception.argmax.upsampled_class_labels`: that step about three times faster,
         the whole prediction 1.1-1.2x, ``bench/predict.py``). The logits stay in
         :attr:`last_logits` (teacher-free drift signals use them: no second forward pass).
+        ``model`` (a banked expert's predictor) predicts instead of the learner's own network.
         """
-        labels, self.last_logits = net_labels_and_logits(self._predicting(), images_to_tensor(image[None], self.device))
+        predictor = self._predicting() if model is None else model.train(self.config.predict_bn == "frame")
+        labels, self.last_logits = net_labels_and_logits(predictor, images_to_tensor(image[None], self.device))
         return labels  # (H, W) uint8
 
     def learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,

@@ -35,7 +35,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from learners.confidence import softmax_confidence
-from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConfig, StreamLearnerConfig
+from learners.configs import DistillationConfig, ExpertConfig, OnlineConfig, RobustDistillConfig, StreamLearnerConfig
+from learners.experts import ExpertBank
+from learners.input_stats import frame_statistics
 from learners.monitor import DriftConfig, DriftMonitor
 from learners.online import OnlineLearner
 from learners.replay import ReplayConfig
@@ -129,15 +131,18 @@ class StreamLearner:
         probe: "RobustProbe | None" = None,
         sync_every: int = 0,
         robust: RobustDistillConfig = RobustDistillConfig(),
+        experts: ExpertConfig = ExpertConfig(),
     ):
         """``probe``: attacks the student on the robustness frames (they are always sent to the
         teacher). ``sync_every``: learning steps between two syncs of the teacher part's
         student copy (0 = no copy: the teacher makes no views against the student).
-        ``robust``: the robust distillation settings."""
+        ``robust``: the robust distillation settings. ``experts``: a bank of domain experts
+        against forgetting (:mod:`learners.experts`; off by default)."""
         self.config = config
         self.teacher = teacher_client
         self.learner = OnlineLearner(online, student, seed=seed, distill=distill, replay=replay, device=device,
                                      robust=robust)
+        self.experts = ExpertBank(experts, self.learner) if experts.enabled else None
         self.probe = probe
         self.sync_every = sync_every
         self.synced_at = -1  # optimizer steps at the last sync (-1: never synced)
@@ -168,13 +173,20 @@ class StreamLearner:
             raise ValueError(f"learner expected frame {self.next_index}, got {frame.index} from {frame.source_id}")
         self.next_index += 1
         result = StepResult(index=frame.index, asked_teacher=False, teacher_rate=self.scheduler.rate)
-        prediction = self.learner.predict(frame.image)  # (H, W) uint8, before any learning
+        stats = frame_statistics(frame.image) if self.experts is not None else None  # (21,)
+        expert = self.experts.route(stats) if self.experts is not None else None
+        prediction = self.learner.predict(  # (H, W) uint8, before any learning
+            frame.image, model=None if expert is None else self.experts.predictor(expert))
         entropy = confidence = None
         if self.monitor.wants_confidence:  # from the prediction's own logits: no second forward pass
             entropy_t, confidence_t = softmax_confidence(self.learner.last_logits)  # (1,), (1,)
             entropy, confidence = float(entropy_t[0]), float(confidence_t[0])
         if self.monitor.update_frame(frame.image, frame.index, entropy, confidence):
             self._on_drift(frame.index, "input", result)
+        if self.experts is not None:
+            decided = self.experts.observe(frame.index, stats)
+            if decided is not None:
+                result.events.append(decided)
         ticket = None
         scheduled = self.scheduler.should_ask()
         robust = self.probe is not None and self.probe.wants(frame.index)
@@ -264,10 +276,15 @@ class StreamLearner:
         return {"robust_asks": self.robust_asks, "robust_frames": probe.frames if probe else 0,
                 "robust_probe_ms": probe.ms_total if probe else 0.0, "student_syncs": self.syncs,
                 "student_sync_bytes": self.sync_bytes, "view_frames": self.view_frames, "view_ms": self.view_ms,
-                "view_refine_ms": self.learner.refine_ms_total}
+                "view_refine_ms": self.learner.refine_ms_total,
+                **({} if self.experts is None else {"experts_restored": self.experts.restores,
+                                                    "experts_created": self.experts.created,
+                                                    "experts_banked": len(self.experts.banked)})}
 
     def _on_drift(self, index: int, detector: str, result: StepResult) -> None:
         self.regime += 1
+        if self.experts is not None:
+            self.experts.on_drift(index)
         rate = self.scheduler.on_drift()
         result.events.append({"kind": "drift", "index": int(index), "detector": detector, "regime": self.regime})
         result.events.append({"kind": "teacher_rate", "index": int(index), "rate": rate, "reason": "drift"})
@@ -293,6 +310,7 @@ class StreamLearner:
             "monitor": self.monitor.state(),
             "optimizer_steps": self.learner.steps,
             "replay_rng": self.learner.replay.rng.bit_generator.state,
+            "experts": None if self.experts is None else self.experts.state(),
         }
 
     def save_checkpoint(self) -> dict[str, Any]:
@@ -303,7 +321,10 @@ class StreamLearner:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_dir / f"learner_{self.next_index:08d}.safetensors"
         tmp = path.with_suffix(".tmp")
-        save_file(self.learner.state_tensors(), str(tmp), metadata={"state": json.dumps(self._state())})
+        tensors = self.learner.state_tensors()
+        if self.experts is not None:
+            tensors.update(self.experts.state_tensors())
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(self._state())})
         tmp.replace(path)
         for old in sorted(self.checkpoint_dir.glob("learner_*.safetensors"))[: -self.config.keep_checkpoints]:
             old.unlink()
@@ -321,7 +342,10 @@ class StreamLearner:
 
         with safe_open(str(path), framework="pt") as handle:
             state = json.loads(handle.metadata()["state"])
-        self.learner.load_state_tensors(load_file(str(path)))
+        tensors = load_file(str(path))
+        self.learner.load_state_tensors(tensors)
+        if self.experts is not None and state.get("experts"):
+            self.experts.load_state(state["experts"], tensors)
         self.next_index = int(state["next_index"])
         self.regime = int(state["regime"])
         self.logged_rate = float(state["logged_rate"])

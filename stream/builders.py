@@ -7,6 +7,7 @@ driver do not import it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,26 @@ def student_from_checkpoint(config: RunConfig, path: str | Path) -> torch.nn.Mod
     prefix = "average." if any(k.startswith("average.") for k in tensors) else "model."
     model = build_student(dataclasses.replace(config, student=dataclasses.replace(config.student, weights="none")))
     model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    return model.train(config.online.predict_bn == "frame")
+    model.train(config.online.predict_bn == "frame")
+    experts = checkpoint_state(path).get("experts")
+    if not experts or config.experts.route == "active":
+        return model
+    from learners.experts import ExpertRouter, Signature, expert_tensors, predictor_from_state
+
+    nets, signatures = [model], [Signature.from_state(experts["active"])]
+    for row in experts["banked"]:
+        nets.append(predictor_from_state(model, expert_tensors(tensors, int(row["id"]))))
+        signatures.append(Signature.from_state(row["signature"]))
+    ready = experts.get("pending") is None and signatures[0].n >= config.experts.warmup
+    return ExpertRouter(nets, signatures, config.experts, active_ready=ready).train(model.training)
+
+
+def checkpoint_state(path: str | Path) -> dict[str, Any]:
+    """The plain-JSON learner state a checkpoint carries in its metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return json.loads((handle.metadata() or {}).get("state", "{}"))
 
 def build_teacher(config: RunConfig) -> Any:
     """The teacher ``teacher.spec`` names, its logits on a grid the learner can crop."""
@@ -117,6 +137,7 @@ def build_learner(config: RunConfig, teacher_client: TeacherClient, checkpoint_d
         probe=RobustProbe(config.evaluator, seed=config.run.seed) if config.evaluator.robust_every > 0 else None,
         sync_every=config.adversarial.sync_every if config.adversarial.enabled else 0,
         robust=config.robust,
+        experts=config.experts,
     )
     learner.learner.train_threads = config.run.train_threads()
     return learner
