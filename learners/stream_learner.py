@@ -175,8 +175,10 @@ class StreamLearner:
         result = StepResult(index=frame.index, asked_teacher=False, teacher_rate=self.scheduler.rate)
         stats = frame_statistics(frame.image) if self.experts is not None else None  # (21,)
         expert = self.experts.route(stats) if self.experts is not None else None
-        prediction = self.learner.predict(  # (H, W) uint8, before any learning
-            frame.image, model=None if expert is None else self.experts.predictor(expert))
+        if expert is None:
+            prediction = self.learner.predict(frame.image)  # (H, W) uint8, before any learning
+        else:  # a banked expert's regime: its own network predicts
+            prediction = self.learner.predict(frame.image, model=self.experts.predictor(expert))  # (H, W) uint8
         entropy = confidence = None
         if self.monitor.wants_confidence:  # from the prediction's own logits: no second forward pass
             entropy_t, confidence_t = softmax_confidence(self.learner.last_logits)  # (1,), (1,)
