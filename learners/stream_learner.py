@@ -35,12 +35,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from learners.confidence import softmax_confidence
-from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConfig, StreamLearnerConfig
+from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConfig, StaticGateConfig, StreamLearnerConfig
 from learners.monitor import DriftConfig, DriftMonitor
 from learners.online import OnlineLearner
 from learners.replay import ReplayConfig
 from learners.records import LearnerOutput, Observation, StepResult
 from learners.scheduler import SchedulerConfig, TeacherScheduler
+from learners.static_gate import StaticGate
 from perception.evaluator import confusion_update
 from perception.labels import IGNORE_INDEX, NUM_CLASSES
 from perception.metrics import mean_iou, pixel_accuracy
@@ -129,11 +130,13 @@ class StreamLearner:
         probe: "RobustProbe | None" = None,
         sync_every: int = 0,
         robust: RobustDistillConfig = RobustDistillConfig(),
+        static: StaticGateConfig = StaticGateConfig(),
     ):
         """``probe``: attacks the student on the robustness frames (they are always sent to the
         teacher). ``sync_every``: learning steps between two syncs of the teacher part's
         student copy (0 = no copy: the teacher makes no views against the student).
-        ``robust``: the robust distillation settings."""
+        ``robust``: the robust distillation settings. ``static``: the input-change gate
+        (:mod:`learners.static_gate`), None of it when off."""
         self.config = config
         self.teacher = teacher_client
         self.learner = OnlineLearner(online, student, seed=seed, distill=distill, replay=replay, device=device,
@@ -154,6 +157,7 @@ class StreamLearner:
         self.regime = 0
         self.logged_rate = self.scheduler.rate
         self.teacher_calls = 0
+        self.gate = StaticGate(static) if static.enabled else None  # skips picks that repeat the last frame learned
         if self.checkpoint_dir is not None:
             self.restore_latest()
 
@@ -177,6 +181,8 @@ class StreamLearner:
             self._on_drift(frame.index, "input", result)
         ticket = None
         scheduled = self.scheduler.should_ask()
+        if scheduled and self.gate is not None and not self.gate.admit(frame.image):
+            scheduled = False  # a static view: the student already learned this frame
         robust = self.probe is not None and self.probe.wants(frame.index)
         if scheduled or robust:
             if self.sync_every and self.synced_at < 0:
@@ -293,6 +299,7 @@ class StreamLearner:
             "monitor": self.monitor.state(),
             "optimizer_steps": self.learner.steps,
             "replay_rng": self.learner.replay.rng.bit_generator.state,
+            **({"static_gate": self.gate.state()} if self.gate is not None else {}),
         }
 
     def save_checkpoint(self) -> dict[str, Any]:
@@ -332,5 +339,7 @@ class StreamLearner:
         self.scheduler.load_state(state["scheduler"])
         self.monitor.load_state(state["monitor"])
         self.learner.replay.rng.bit_generator.state = state["replay_rng"]
+        if self.gate is not None and "static_gate" in state:
+            self.gate.load_state(state["static_gate"])
         log.warning("learner restored from %s, resuming at frame %d", path, self.next_index)
         return True

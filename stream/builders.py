@@ -117,6 +117,7 @@ def build_learner(config: RunConfig, teacher_client: TeacherClient, checkpoint_d
         probe=RobustProbe(config.evaluator, seed=config.run.seed) if config.evaluator.robust_every > 0 else None,
         sync_every=config.adversarial.sync_every if config.adversarial.enabled else 0,
         robust=config.robust,
+        static=config.static,
     )
     learner.learner.train_threads = config.run.train_threads()
     return learner
