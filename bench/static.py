@@ -37,7 +37,7 @@ pick) on picks inside stops against picks while driving, and the threshold: the 
 picks' 1st percentile, rounded down to half a grey level (at most 1 % of the picks while
 driving would be skipped), with the share of the stops' picks it skips.
 
-Output: a per-segment table, ``static.png`` (per world: each learner's and the frozen copy's
+Output: ``segments-LEARNER-WORLD.json`` as each run ends, a per-segment table, ``static.png`` (per world: each learner's and the frozen copy's
 mIoU per segment, stops shaded) and, last, one JSON line: ``worst_segment_gap_points``,
 ``segments_below_1pt``, ``online_miou``, ``frozen_miou``, ``segments`` (of the plain learner,
 the default), the same under ``learners`` for every learner, and ``settings``.
@@ -371,6 +371,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        "online": segment_miou(online, start, end), "frozen": segment_miou(frozen, start, end)}
                 row["gap_points"] = 100.0 * (row["online"] - row["frozen"])
                 per_learner[name].append(row)
+            mine = [row for row in per_learner[name] if row["world"] == world]
+            (out / f"segments-{name}-{world}.json").write_text(json.dumps(  # kept as each run ends: a long bench
+                {"world": world, "learner": name, "teacher_calls": summary["teacher_calls"], "segments": mine}, indent=1))
             print(f"world {world} {name}: {summary['frames']} frames, {sum(stopped)} stopped, teacher rate "
                   f"{summary['teacher_rate']:.3f}, online mIoU {summary['student_miou']:.4f} "
                   f"({time.perf_counter() - started:.0f} s so far)", flush=True)

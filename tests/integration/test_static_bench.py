@@ -29,6 +29,7 @@ def test_the_bench_runs_end_to_end_and_ends_with_one_json_line(tmp_path, capsys)
     assert last["worst_segment_gap_points"] == min(row["gap_points"] for row in gated["segments"])
     assert 0.0 < last["frozen_miou"] <= 1.0 and 0.0 < last["online_miou"] <= 1.0
     assert (tmp_path / "static.png").is_file() and (tmp_path / "static.json").is_file()
+    assert (tmp_path / "segments-gated-100981.json").is_file()
 
 
 def test_segments_cut_stops_domains_and_long_drives():
