@@ -16,6 +16,10 @@ Example:
     ValueError: alpha must be in [0, 1], got 2.0
     >>> RobustDistillConfig(loss="trades").beta
     0.25
+    >>> StaticGateConfig(enabled=True, threshold=-1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: threshold must be >= 0 (mean absolute grey-level change), got -1.0
 """
 from __future__ import annotations
 
@@ -185,3 +189,35 @@ class StreamLearnerConfig:
             raise ValueError(f"teacher_latency must be >= 0, got {self.teacher_latency}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+
+@dataclass(frozen=True)
+class StaticGateConfig:
+    """The input-change gate against collapse on static stretches (the car stopped at a light):
+    a frame the scheduler picks for the teacher is skipped (no teacher call, no learning
+    steps, nothing stored for replay) while it barely differs from the last frame the student
+    learned from, so one repeated view cannot fill the replay buffer and be trained on
+    hundreds of times (:class:`learners.static_gate.StaticGate`). Off by default: the learner
+    is then the same, bit for bit.
+
+    The change is the mean absolute difference, in grey levels (0..255), of the two frames'
+    ``cells`` x ``cells``-pixel block means (small, so sensor noise and rain streaks average
+    out while a pan of the camera does not).
+    """
+
+    enabled: bool = False
+    threshold: float = 4.0  # grey levels: a picked frame whose change is below this is skipped (bench/static.py
+    # --tune on STATIC_TUNING worlds 32000..32002, 128x64: picks 8 frames apart changed by 3.5 at least (1st percentile
+    # 4.4) while driving, by 1.3 in the median inside stops)
+    cells: int = 8  # block size (pixels) of the thumbnails compared
+    max_skip: int = 0  # after this many skipped picks in a row, ask anyway (0 = skip while static)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool) or self.threshold < 0:
+            raise ValueError(f"threshold must be >= 0 (mean absolute grey-level change), got {self.threshold}")
+        if self.threshold > 255:
+            raise ValueError(f"threshold must be <= 255 (grey levels), got {self.threshold}")
+        if not isinstance(self.cells, int) or isinstance(self.cells, bool) or not 1 <= self.cells <= 64:
+            raise ValueError(f"cells must be an int in [1, 64] (pixels per thumbnail block), got {self.cells!r}")
+        if not isinstance(self.max_skip, int) or isinstance(self.max_skip, bool) or self.max_skip < 0:
+            raise ValueError(f"max_skip must be an int >= 0 (0 = skip while static), got {self.max_skip!r}")

@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from learners.confidence import softmax_confidence
-from learners.configs import DistillationConfig, ExpertConfig, OnlineConfig, RobustDistillConfig, StreamLearnerConfig
+from learners.configs import DistillationConfig, ExpertConfig, OnlineConfig, RobustDistillConfig, StaticGateConfig, StreamLearnerConfig
 from learners.experts import ExpertBank
 from learners.input_stats import frame_statistics
 from learners.monitor import DriftConfig, DriftMonitor
@@ -43,6 +43,7 @@ from learners.online import OnlineLearner
 from learners.replay import ReplayConfig
 from learners.records import LearnerOutput, Observation, StepResult
 from learners.scheduler import SchedulerConfig, TeacherScheduler
+from learners.static_gate import StaticGate
 from perception.evaluator import confusion_update
 from perception.labels import IGNORE_INDEX, NUM_CLASSES
 from perception.metrics import mean_iou, pixel_accuracy
@@ -132,12 +133,14 @@ class StreamLearner:
         sync_every: int = 0,
         robust: RobustDistillConfig = RobustDistillConfig(),
         experts: ExpertConfig = ExpertConfig(),
+        static: StaticGateConfig = StaticGateConfig(),
     ):
         """``probe``: attacks the student on the robustness frames (they are always sent to the
         teacher). ``sync_every``: learning steps between two syncs of the teacher part's
         student copy (0 = no copy: the teacher makes no views against the student).
         ``robust``: the robust distillation settings. ``experts``: a bank of domain experts
-        against forgetting (:mod:`learners.experts`; off by default)."""
+        against forgetting (:mod:`learners.experts`; off by default). ``static``: the
+        input-change gate (:mod:`learners.static_gate`), None of it when off."""
         self.config = config
         self.teacher = teacher_client
         self.learner = OnlineLearner(online, student, seed=seed, distill=distill, replay=replay, device=device,
@@ -159,6 +162,7 @@ class StreamLearner:
         self.regime = 0
         self.logged_rate = self.scheduler.rate
         self.teacher_calls = 0
+        self.gate = StaticGate(static) if static.enabled else None  # skips picks that repeat the last frame learned
         if self.checkpoint_dir is not None:
             self.restore_latest()
 
@@ -191,6 +195,8 @@ class StreamLearner:
                 result.events.append(decided)
         ticket = None
         scheduled = self.scheduler.should_ask()
+        if scheduled and self.gate is not None and not self.gate.admit(frame.image):
+            scheduled = False  # a static view: the student already learned this frame
         robust = self.probe is not None and self.probe.wants(frame.index)
         if scheduled or robust:
             if self.sync_every and self.synced_at < 0:
@@ -313,6 +319,7 @@ class StreamLearner:
             "optimizer_steps": self.learner.steps,
             "replay_rng": self.learner.replay.rng.bit_generator.state,
             "experts": None if self.experts is None else self.experts.state(),
+            **({"static_gate": self.gate.state()} if self.gate is not None else {}),
         }
 
     def save_checkpoint(self) -> dict[str, Any]:
@@ -358,5 +365,7 @@ class StreamLearner:
         self.scheduler.load_state(state["scheduler"])
         self.monitor.load_state(state["monitor"])
         self.learner.replay.rng.bit_generator.state = state["replay_rng"]
+        if self.gate is not None and "static_gate" in state:
+            self.gate.load_state(state["static_gate"])
         log.warning("learner restored from %s, resuming at frame %d", path, self.next_index)
         return True

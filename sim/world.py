@@ -42,6 +42,7 @@ from sim import render as R
 from sim.actors import Traffic
 from sim.route import Route
 from sim.scene import CHUNK_LENGTH, Chunk, SceneGenerator
+from sim.stops import StopPlan
 from sim.towns import TOWN_NAMES, TownStyle, get_town, srgb_to_linear
 from sim.weather import WEATHER_NAMES, WeatherParameters, environment, get_weather, lights_on, tone_lut
 
@@ -80,6 +81,8 @@ class SimConfig:
     draw_distance: float = 150.0  # the world is generated and drawn this far ahead (m)
     town: str = "oldtown"  # town loaded at start
     weather: str = "clear"  # weather preset at start
+    stop_every: float = 0.0  # the ego stops (as at a red light) about every this many seconds (0 = never)
+    stop_seconds: float = 0.0  # ... and stands still this long at each stop, camera static (seconds)
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -95,6 +98,16 @@ class SimConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi:
                 raise SimError(f"SimConfig.{name} must be a number in [{lo}, {hi}], got {value!r}")
+        for name in ("stop_every", "stop_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 86_400.0:
+                raise SimError(f"SimConfig.{name} must be a number of seconds in [0, 86400], got {value!r}")
+        if (self.stop_every > 0) != (self.stop_seconds > 0):
+            raise SimError(f"SimConfig.stop_every and SimConfig.stop_seconds must both be > 0 (stops) or both 0 "
+                           f"(no stops), got stop_every={self.stop_every!r}, stop_seconds={self.stop_seconds!r}")
+        if self.stop_every > 0 and self.stop_seconds >= self.stop_every:
+            raise SimError(f"SimConfig.stop_seconds must be shorter than SimConfig.stop_every (the ego must drive "
+                           f"between stops), got stop_seconds={self.stop_seconds!r}, stop_every={self.stop_every!r}")
         if self.town not in TOWN_NAMES:
             raise SimError(f"SimConfig.town: unknown town {self.town!r}; valid towns: {', '.join(TOWN_NAMES)}")
         if self.weather not in WEATHER_NAMES:
@@ -475,6 +488,9 @@ class World:
         self._settings = WorldSettings(synchronous_mode=True, fixed_delta_seconds=config.fixed_delta_seconds)
         self._frame = 0
         self._elapsed = 0.0
+        self._ego_clock = 0.0  # the ego's own time (its sway, wobble, speed wander): stands still when it rests
+        self._stops = StopPlan(config.stop_every, config.stop_seconds, self.seed) if config.stop_every > 0 else None
+        self._resting = False  # the ego stands still at a stop (its camera pose frozen)
         self._sensors: list[Sensor] = []
         self._loads = 0
         self._actor_ids = 0
@@ -562,7 +578,7 @@ class World:
         lane = int(rng.integers(style.lanes_per_side))
         self._ego_lane = -(style.median_width / 2 + (lane + 0.5) * style.lane_width)
         self._ego_s = 30.0
-        self._ego_speed = self.config.ego_speed
+        self._ego_speed = 0.0 if self._resting else self.config.ego_speed  # a rest goes on in the new town
         self._ego_phase = rng.uniform(0.0, 2 * math.pi, 4)
         self._chunks: deque[Chunk] = deque()
         self._next_chunk = 0
@@ -585,6 +601,8 @@ class World:
         self._step(dt)
         self._frame += 1
         self._elapsed += dt
+        if not self._resting:
+            self._ego_clock += dt
         self._render_sensors()
         return self._frame
 
@@ -595,6 +613,17 @@ class World:
     @property
     def elapsed_seconds(self) -> float:
         return self._elapsed
+
+    @property
+    def ego_stopped(self) -> bool:
+        """True while the ego stands still at a stop (``SimConfig.stop_every``): the camera's
+        pose is the same every frame; traffic, pedestrians and weather still move."""
+        return self._resting
+
+    @property
+    def stops_made(self) -> int:
+        """Stops (rests) begun so far (``SimConfig.stop_every``; 0 without stops)."""
+        return 0 if self._stops is None else self._stops.stops
 
     # ---- simulation --------------------------------------------------------------------
     def _dt(self) -> float:
@@ -607,7 +636,7 @@ class World:
         self._lights = lights_on(self._weather) > 0.0
 
     def _ego_lat(self) -> float:
-        return self._ego_lane + 0.15 * math.sin(self._elapsed * 0.7 + self._ego_phase[0])
+        return self._ego_lane + 0.15 * math.sin(self._ego_clock * 0.7 + self._ego_phase[0])
 
     def _ego_pose(self) -> tuple[float, float, float]:
         x, y, h = self.route.point(np.array([self._ego_s]), self._ego_lat())
@@ -615,14 +644,18 @@ class World:
 
     def _step(self, dt: float) -> None:
         cfg = self.config
-        t = self._elapsed
+        t = self._ego_clock
         ph = self._ego_phase
+        stopping = self._stops is not None and self._stops.stopping(self._elapsed)
         v_des = cfg.ego_speed + cfg.ego_speed_variation * (0.7 * math.sin(t * 0.17 + ph[1]) + 0.3 * math.sin(t * 0.5 + ph[2]))
         v_des *= 1.0 - min(0.3, 5.0 * abs(self.route.curvature(self._ego_s)))
         limit = self.traffic.ego_limit(self._ego_s, self._ego_lat(), self.style.road_half_width)
-        target = min(v_des, limit)
+        target = 0.0 if stopping else min(v_des, limit)
         self._ego_speed = float(np.clip(target, self._ego_speed - 6.0 * dt, self._ego_speed + 2.0 * dt))
         self._ego_speed = max(0.0, self._ego_speed)
+        if stopping and self._ego_speed == 0.0:
+            self._stops.came_to_rest(self._elapsed)
+        self._resting = self._stops is not None and self._stops.resting(self._elapsed)
         self._ego_s += self._ego_speed * dt
         self.traffic.step(dt, self._ego_s, self._ego_lat(), self.style.road_half_width, self.style.lane_width)
         self._update_chunks()
@@ -666,7 +699,7 @@ class World:
         if sensor.parent is None:
             return (loc.x, loc.y, loc.z), math.radians(rot.yaw), math.radians(rot.pitch)
         x, y, h = self._ego_pose()
-        t = self._elapsed
+        t = self._ego_clock
         ph = self._ego_phase
         c, s = math.cos(h), math.sin(h)
         px = x + c * loc.x + s * loc.y  # CARLA y is to the right

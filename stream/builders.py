@@ -138,6 +138,7 @@ def build_learner(config: RunConfig, teacher_client: TeacherClient, checkpoint_d
         sync_every=config.adversarial.sync_every if config.adversarial.enabled else 0,
         robust=config.robust,
         experts=config.experts,
+        static=config.static,
     )
     learner.learner.train_threads = config.run.train_threads()
     return learner

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from learners.configs import DistillationConfig, ExpertConfig, OnlineConfig, RobustDistillConfig, StreamLearnerConfig
+from learners.configs import DistillationConfig, ExpertConfig, OnlineConfig, RobustDistillConfig, StaticGateConfig, StreamLearnerConfig
 from learners.monitor import DriftConfig
 from learners.replay import ReplayConfig
 from learners.scheduler import SchedulerConfig
@@ -194,6 +194,7 @@ class RunConfig:
     adversarial: ViewConfig = field(default_factory=ViewConfig)
     robust: RobustDistillConfig = field(default_factory=RobustDistillConfig)
     experts: ExpertConfig = field(default_factory=ExpertConfig)
+    static: StaticGateConfig = field(default_factory=StaticGateConfig)  # the input-change gate (static stretches)
 
     def check(self) -> None:
         """Checks that span sections (each section checks its own values when it is made)."""

@@ -3,7 +3,8 @@
 The source drives :class:`sim.world.World` through its CARLA-shaped API (three cameras on
 the ego -- rgb, semantic segmentation, depth -- one render per tick), switching weather and
 town as the :class:`sim.schedule.Schedule` says. Every frame carries its ground-truth label
-and depth and ``meta = {"domain", "weather", "town", "sim_frame"}``; ``true_shifts`` are
+and depth and ``meta = {"domain", "weather", "town", "sim_frame"}`` (and ``"stopped"``, whether the
+ego stands still, when ``sim.stop_every`` makes it stop as at red lights); ``true_shifts`` are
 the schedule's domain changes. Different seeds give different worlds, so training seeds
 and evaluation seeds never share a street.
 
@@ -106,6 +107,7 @@ class SimSource(IterateOnce):
             cam.listen(lambda image, key=bp_id: got.__setitem__(key, image))
             cameras.append(cam)
         starts = set(sched.starts)
+        stops = self.config.stop_every > 0
         previous = first
         ramp_end = -1  # last frame whose weather a ramp sets
         for index in range(sched.n_frames):
@@ -130,6 +132,9 @@ class SimSource(IterateOnce):
             got.clear()
             world.tick()
             rgb = got["sensor.camera.rgb"]
+            meta = {"domain": seg.domain, "weather": seg.weather, "town": seg.town, "sim_frame": rgb.frame}
+            if stops:
+                meta["stopped"] = world.ego_stopped  # the ego stands still (sim.stop_every): its camera is static
             frame = Frame(
                 image=rgb.array,
                 timestamp=rgb.timestamp,
@@ -137,7 +142,7 @@ class SimSource(IterateOnce):
                 index=index,
                 label=got["sensor.camera.semantic_segmentation"].array,
                 depth=got["sensor.camera.depth"].array,
-                meta={"domain": seg.domain, "weather": seg.weather, "town": seg.town, "sim_frame": rgb.frame},
+                meta=meta,
             )
             self._frames_read += 1
             yield frame
