@@ -26,23 +26,48 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+CONFIDENCE_WEIGHTINGS = ("none", "maxprob", "entropy")
+
+
 @dataclass(frozen=True)
 class DistillationConfig:
     """How hard and soft targets are mixed.
 
     alpha: weight of the hard-label loss; (1 - alpha) weights the soft-label loss.
     temperature: softmax temperature of the soft-label loss.
+    confidence_weighting: per-pixel weights from the teacher's own confidence in its soft
+        logits (:func:`learners.losses.confidence_weights`), applied to the hard- and the
+        soft-label term: "none" (every pixel alike), "maxprob" (the top softmax probability)
+        or "entropy" (1 - the softmax entropy / ln K). A pixel's weight is
+        ``floor + (1 - floor) * confidence ** power``, rescaled so that the labelled pixels
+        of each term keep a mean weight of 1 (the loss's scale stays that of the plain loss).
+
+    Example:
+        >>> DistillationConfig(confidence_weighting="margin")
+        Traceback (most recent call last):
+        ...
+        ValueError: confidence_weighting: unknown weighting 'margin' (choose none, maxprob, entropy)
     """
 
     alpha: float = 0.5  # 1.0 = hard labels only, 0.0 = soft labels only
     temperature: float = 2.0
     class_balance: float = 0.5  # hard-label class weights freq**-power (0 = none, 0.5 = sqrt balancing)
+    confidence_weighting: str = "none"  # none | maxprob | entropy: weigh pixels by the teacher's confidence
+    confidence_floor: float = 0.0  # the weight of a pixel the teacher has no confidence in, in [0, 1)
+    confidence_power: float = 1.0  # confidence ** power: > 1 sharpens the preference for sure pixels
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.confidence_weighting not in CONFIDENCE_WEIGHTINGS:
+            raise ValueError(f"confidence_weighting: unknown weighting {self.confidence_weighting!r} "
+                             f"(choose {', '.join(CONFIDENCE_WEIGHTINGS)})")
+        if not 0.0 <= self.confidence_floor < 1.0:
+            raise ValueError(f"confidence_floor must be in [0, 1), got {self.confidence_floor}")
+        if not self.confidence_power > 0:
+            raise ValueError(f"confidence_power must be > 0, got {self.confidence_power}")
 
 
 ROBUST_LOSSES = ("none", "ard", "rslad", "trades")

@@ -83,11 +83,13 @@ def checkpoint_state(path: str | Path) -> dict[str, Any]:
         return json.loads((handle.metadata() or {}).get("state", "{}"))
 
 def build_teacher(config: RunConfig) -> Any:
-    """The teacher ``teacher.spec`` names, its logits on a grid the learner can crop."""
+    """The teacher ``teacher.spec`` names (averaged over ``teacher.tta``'s views), its logits on a
+    grid the learner can crop."""
     from perception.teachers import open_teacher
 
     teacher = open_teacher(config.teacher.spec, device=config.teacher.device, logits_stride=config.teacher.logits_stride,
-                           input_size=config.teacher.input_size)
+                           input_size=config.teacher.input_size, tta=config.teacher.tta,
+                           tta_scales=config.teacher.tta_scales, tta_average=config.teacher.tta_average)
     return GridAlignedTeacher(teacher, config.teacher.logits_stride)
 
 

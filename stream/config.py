@@ -66,11 +66,18 @@ class TeacherConfig:
     logits_stride: int = 4  # teacher logits are shipped at 1/stride of the frame size
     input_size: str = ""  # WIDTHxHEIGHT the teacher runs at (e.g. 480x352), answering at the frame size;
     # "" or "native" = the frame's size (ESPNetv2 then rounds each side to a multiple of 16)
+    tta: str = "none"  # test-time augmentation: none | flip | scales | flip+scales: label each frame over those
+    # views and average (perception.teachers.tta; costs the teacher one pass per view)
+    tta_scales: tuple[float, ...] = (0.75, 1.0, 1.25)  # tta scales / flip+scales: the views' sizes, x input size
+    tta_average: str = "probs"  # average the views' softmax "probs" or their "logits"
 
     def __post_init__(self) -> None:
-        from perception.teachers import parse_input_size
+        from perception.teachers import TTA_AVERAGES, parse_input_size, tta_views
 
         parse_input_size(self.input_size, self.spec.partition(":")[0])  # ValueError naming teacher.input_size
+        tta_views(self.tta, self.tta_scales)  # ValueError naming teacher.tta or teacher.tta_scales
+        if self.tta_average not in TTA_AVERAGES:
+            raise ValueError(f"tta_average: expected one of {', '.join(TTA_AVERAGES)}, got {self.tta_average!r}")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@
 checkpoint (the sim teacher's network with other weights);
 ``espnetv2:PATH`` — our ESPNetv2 on the pretrained Cityscapes weights; ``torchscript:PATH`` and
 ``onnx:PATH`` — exported models (see :mod:`perception.teachers.exported` for their contract).
+
+Any of them can be asked to average its answers over test-time views of each frame
+(``teacher.tta``: a horizontal flip and rescalings, :mod:`perception.teachers.tta`).
 """
 from __future__ import annotations
 
@@ -11,41 +14,49 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["TEACHER_KINDS", "TeacherSpecError", "GridAlignedTeacher", "ResizedTeacher", "at_input_size", "open_teacher",
-           "parse_input_size", "resolve_teacher_spec", "teacher_usage"]
+__all__ = ["TEACHER_KINDS", "TTA_MODES", "TeacherSpecError", "GridAlignedTeacher", "ResizedTeacher", "TTATeacher",
+           "at_input_size", "open_teacher", "parse_input_size", "resolve_teacher_spec", "teacher_usage", "tta_views"]
 
 INPUT_MULTIPLES: dict[str, int] = {"espnetv2": 16}  # kinds whose network needs input sides of a multiple of this
+TTA_MODES = ("none", "flip", "scales", "flip+scales")  # teacher.tta
+TTA_AVERAGES = ("probs", "logits")  # teacher.tta_average
+DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)  # teacher.tta_scales
+DENSE_LOGITS_SIDE = 1 << 14  # ESPNetv2's logits_max_side when its logits are wanted at the frame's full size
 
 
 class TeacherSpecError(ValueError):
     """The ``--teacher`` spec names an unknown kind or a path that is not there."""
 
 
-def _sim(arg: str, device: str, logits_stride: int) -> Any:
+# Each kind's builder: (PATH, device, logits_stride, dense=False) -> a teacher; ``dense`` asks for
+# logits at the frame's full size (the test-time augmentation averages them there).
+def _sim(arg: str, device: str, logits_stride: int, dense: bool = False) -> Any:
     from perception.teachers.sim import SIM_TEACHER_WEIGHTS, SegNetTeacher
 
-    return SegNetTeacher(arg or SIM_TEACHER_WEIGHTS, device=device, logits_stride=logits_stride, name="sim")
+    return SegNetTeacher(arg or SIM_TEACHER_WEIGHTS, device=device, logits_stride=1 if dense else logits_stride, name="sim")
 
 
-def _espnetv2(arg: str, device: str, logits_stride: int) -> Any:
+def _espnetv2(arg: str, device: str, logits_stride: int, dense: bool = False) -> Any:
     from perception.teachers.espnetv2 import ESPNetv2Config, ESPNetv2Teacher
 
+    if dense:
+        return ESPNetv2Teacher(ESPNetv2Config(weights=arg, device=device, logits_max_side=DENSE_LOGITS_SIDE))
     return ESPNetv2Teacher(ESPNetv2Config(weights=arg, device=device))
 
 
-def _torchscript(arg: str, device: str, logits_stride: int) -> Any:
+def _torchscript(arg: str, device: str, logits_stride: int, dense: bool = False) -> Any:
     from perception.teachers.exported import TorchScriptTeacher
 
-    return TorchScriptTeacher(arg, device=device, logits_stride=logits_stride)
+    return TorchScriptTeacher(arg, device=device, logits_stride=1 if dense else logits_stride)
 
 
-def _onnx(arg: str, device: str, logits_stride: int) -> Any:
+def _onnx(arg: str, device: str, logits_stride: int, dense: bool = False) -> Any:
     from perception.teachers.exported import OnnxTeacher
 
-    return OnnxTeacher(arg, device=device, logits_stride=logits_stride)
+    return OnnxTeacher(arg, device=device, logits_stride=1 if dense else logits_stride)
 
 
-TEACHER_KINDS: dict[str, Callable[[str, str, int], Any]] = {
+TEACHER_KINDS: dict[str, Callable[..., Any]] = {
     "sim": _sim, "segnet": _sim, "espnetv2": _espnetv2, "torchscript": _torchscript, "onnx": _onnx,
 }
 PATH_OPTIONAL = frozenset({"sim"})  # kinds that work without a path (every other one needs KIND:PATH)
@@ -126,13 +137,48 @@ def parse_input_size(value: str | tuple[int, int] | None, kind: str = "") -> tup
     return height, width
 
 
+def tta_views(mode: str, scales: tuple[float, ...] = DEFAULT_TTA_SCALES) -> tuple[tuple[float, bool], ...]:
+    """The (scale, flipped) views ``teacher.tta`` names: ``"none"`` (the frame alone), ``"flip"``
+    (and its mirror image), ``"scales"`` (the frame at each of ``scales``, ``teacher.tta_scales``)
+    or ``"flip+scales"`` (every scale, plain and mirrored).
+
+    Example:
+        >>> tta_views("flip"), tta_views("flip+scales", (0.75, 1.0))
+        (((1.0, False), (1.0, True)), ((0.75, False), (0.75, True), (1.0, False), (1.0, True)))
+        >>> tta_views("mirror")
+        Traceback (most recent call last):
+        ...
+        ValueError: teacher.tta: unknown test-time augmentation 'mirror' (choose none, flip, scales, flip+scales)
+
+    Raises:
+        ValueError: an unknown mode, or no / non-positive scales (the message names the setting).
+    """
+    if mode not in TTA_MODES:
+        raise ValueError(f"teacher.tta: unknown test-time augmentation {mode!r} (choose {', '.join(TTA_MODES)})")
+    if mode in ("scales", "flip+scales"):
+        if not scales or any(not (isinstance(s, (int, float)) and 0.1 <= s <= 4.0) for s in scales):
+            raise ValueError(f"teacher.tta_scales: expected one or more scales in [0.1, 4], got {tuple(scales)!r}")
+        chosen = tuple(float(s) for s in scales)
+    else:
+        chosen = (1.0,)
+    flips = (False, True) if mode in ("flip", "flip+scales") else (False,)
+    return tuple((scale, flipped) for scale in chosen for flipped in flips)
+
+
 def open_teacher(spec: str, device: str = "auto", logits_stride: int = 4,
-                 input_size: str | tuple[int, int] | None = None) -> Any:
+                 input_size: str | tuple[int, int] | None = None, tta: str = "none",
+                 tta_scales: tuple[float, ...] = DEFAULT_TTA_SCALES, tta_average: str = "probs") -> Any:
     """Build the teacher a spec names, e.g. ``"sim"`` or ``"espnetv2:../shared/data/teachers/x.safetensors"``.
 
     ``input_size`` (``teacher.input_size``: ``"WxH"``, a (height, width) tuple, or None /
     ``"native"`` for the frame size) makes the teacher run at that size on every frame and
     answer at the frame's size, whatever its kind (:func:`perception.teachers.grid.at_input_size`).
+
+    ``tta`` other than ``"none"`` (``teacher.tta``, views from :func:`tta_views`) wraps the
+    teacher, opened with full-resolution logits, in a
+    :class:`~perception.teachers.tta.TTATeacher` that averages its answers over the views
+    (``tta_average``: softmax ``"probs"`` or ``"logits"``); the views are made at the input
+    size times their scale. With ``"none"`` the teacher is exactly the one without TTA.
     """
     kind, _, arg = spec.partition(":")
     if kind not in TEACHER_KINDS:
@@ -143,8 +189,16 @@ def open_teacher(spec: str, device: str = "auto", logits_stride: int = 4,
         raise TeacherSpecError(f"teacher {spec!r}: file {arg} not found")
     try:
         size = parse_input_size(input_size, kind)
+        views = tta_views(tta, tuple(tta_scales))
     except ValueError as error:
         raise TeacherSpecError(str(error)) from None
+    if tta_average not in TTA_AVERAGES:
+        raise TeacherSpecError(f"teacher.tta_average: expected one of {', '.join(TTA_AVERAGES)}, got {tta_average!r}")
+    if tta != "none":
+        from perception.teachers.tta import TTATeacher
+
+        return TTATeacher(TEACHER_KINDS[kind](arg, device, logits_stride, dense=True), views, input_size=size,
+                          multiple=INPUT_MULTIPLES.get(kind, 1), logits_stride=logits_stride, average=tta_average)
     from perception.teachers.grid import at_input_size
 
     return at_input_size(TEACHER_KINDS[kind](arg, device, logits_stride), size)
@@ -156,4 +210,8 @@ def __getattr__(name: str) -> Any:
         from perception.teachers import grid
 
         return getattr(grid, name)
+    if name == "TTATeacher":
+        from perception.teachers.tta import TTATeacher
+
+        return TTATeacher
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

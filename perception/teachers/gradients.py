@@ -3,7 +3,8 @@
 ``adversarial.target=teacher`` makes the gradient views against the teacher instead of the
 student. :func:`gradient_model` opens the network behind a teacher object (through the
 :class:`~perception.teachers.grid.GridAlignedTeacher` and
-:class:`~perception.teachers.grid.ResizedTeacher` adapters) as a module that takes the frame
+:class:`~perception.teachers.grid.ResizedTeacher` adapters; a
+:class:`~perception.teachers.tta.TTATeacher` gives its plain view's network) as a module that takes the frame
 at its own size, (B, 3, H, W) RGB in [0, 1], and gives logits whose argmax is the teacher's
 labels. A teacher with no gradients (an ONNX graph; a TorchScript module whose outputs do not
 require grad) raises :class:`TeacherGradientError`, which names the teacher.
@@ -78,9 +79,13 @@ def gradient_model(teacher: Any) -> nn.Module:
     from perception.teachers.exported import OnnxTeacher, TorchScriptTeacher
     from perception.teachers.grid import GridAlignedTeacher, ResizedTeacher
     from perception.teachers.sim import SegNetTeacher
+    from perception.teachers.tta import TTATeacher
 
     if isinstance(teacher, GridAlignedTeacher):
         return gradient_model(teacher.teacher)
+    if isinstance(teacher, TTATeacher):  # attacks aim at its plain view (the frame at the input size)
+        inner = gradient_model(teacher.teacher)
+        return inner if teacher.input_size is None else _Resized(inner, teacher.input_size)
     if isinstance(teacher, ResizedTeacher):
         return _Resized(gradient_model(teacher.teacher), teacher.input_size)
     if isinstance(teacher, SegNetTeacher):
