@@ -33,10 +33,14 @@ class DistillationConfig:
     alpha: float = 0.5  # 1.0 = hard labels only, 0.0 = soft labels only
     temperature: float = 2.0
     class_balance: float = 0.5  # hard-label class weights freq**-power (0 = none, 0.5 = sqrt balancing)
+    depth_weight: float = 0.0  # multi-task: weight of the log-depth L1 against the teacher's depth, added to the
+    # segmentation loss; > 0 gives the student a depth head (perception.depth) and needs a teacher with depth
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not 0.0 <= self.depth_weight <= 100.0:  # NaN fails too
+            raise ValueError(f"depth_weight must be in [0, 100], got {self.depth_weight}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
