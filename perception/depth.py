@@ -19,7 +19,7 @@ Example:
     >>> logits, log_depth = coarse_outputs(net, torch.rand(2, 3, 32, 64))
     >>> tuple(logits.shape), tuple(log_depth.shape)
     ((2, 19, 16, 32), (2, 16, 32))
-    >>> float(log_depth_l1(log_depth, torch.full((2, 8, 16), 10.0))) > 0
+    >>> float(log_depth_l1(log_depth, torch.full((2, 8, 16), 10.0)).detach()) > 0
     True
 """
 from __future__ import annotations

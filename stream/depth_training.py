@@ -50,14 +50,14 @@ EVAL_SEED = world_seeds.TEACHER_EVALUATION[0]
 class TeacherDepthConfig:
     """The ``teacher_depth`` section (``odistill train-teacher-depth``)."""
 
-    steps: int = 800  # optimiser steps of the head
-    batch_size: int = 12
+    steps: int = 300  # optimiser steps of the head
+    batch_size: int = 8
     lr: float = 3e-3  # AdamW peak learning rate (one-cycle schedule)
     weight_decay: float = 1e-4
-    worlds: int = 32  # distinct worlds: the first of sim.seeds.TEACHER_TRAINING
+    worlds: int = 24  # distinct worlds: the first of sim.seeds.TEACHER_TRAINING
     frames_per_world: int = 12  # frames per world, spread over every domain of `schedule`
     schedule: str = "all"
-    eval_frames: int = 240  # frames of a TEACHER_EVALUATION world scored at the end (0 = none)
+    eval_frames: int = 120  # frames of a TEACHER_EVALUATION world scored at the end (0 = none)
     max_depth: float = 80.0  # metres: the AbsRel's range (sky and farther are left out)
 
     def __post_init__(self) -> None:
@@ -167,7 +167,7 @@ def train_teacher_depth(config: TeacherDepthConfig | None = None, out: str | Pat
         loss.backward()
         optimizer.step()
         schedule.step()
-        if step % 250 == 0 or step == config.steps - 1:
+        if step % 50 == 0 or step == config.steps - 1:
             log.info("teacher depth step %d/%d loss %.4f (%.1f s)", step, config.steps, float(loss.detach()),
                      time.perf_counter() - t1)
     head.eval()
