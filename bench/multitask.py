@@ -43,14 +43,36 @@ log = logging.getLogger("bench.multitask")
 DEPTH_KEYS = ("student_depth_abs_rel", "teacher_depth_abs_rel_on_teacher_frames", "student_depth_abs_rel_on_teacher_frames")
 
 
-def run_one(name: str, overrides: list[str]) -> dict[str, Any]:
-    """One online run; its segmentation and (where it has them) depth figures."""
+def finished_summary(config: Any) -> dict[str, Any] | None:
+    """A finished run's summary in the run folder, if its settings (but its folder) are these
+    (``--reuse``)."""
+    folder = Path(config.run.out)
+    summary, written = folder / "summary.json", folder / "config.json"
+    if not summary.is_file() or not written.is_file():
+        return None
+    saved, wanted = json.loads(written.read_text()), json.loads(config.to_json())
+    for settings in (saved, wanted):
+        settings["run"].pop("out", None)  # a finished run may have been moved into this folder
+    if saved != wanted:
+        return None
+    data = json.loads(summary.read_text())
+    return None if data.get("interrupted") else data
+
+
+def run_one(name: str, overrides: list[str], reuse: bool = False) -> dict[str, Any]:
+    """One online run (or, with ``reuse``, its finished summary with the same settings); its
+    segmentation and (where it has them) depth figures."""
     from stream.local import run_local
 
     config = load_config(None, overrides)
     started = time.perf_counter()
-    summary = run_local(config, progress=False)
-    wall = time.perf_counter() - started
+    summary = finished_summary(config) if reuse else None
+    if summary is None:
+        summary = run_local(config, progress=False)
+        wall = time.perf_counter() - started
+    else:
+        wall = float(summary["wall_s"])
+        print(f"{name}: read back the finished run in {config.run.out}", flush=True)
     row: dict[str, Any] = {
         "student_miou": summary["student_miou"], "teacher_miou": summary.get("teacher_miou"),
         "teacher_rate": summary["teacher_rate"], "teacher_calls": summary["teacher_calls"],
@@ -88,7 +110,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=MULTITASK_BENCH[0], help="the stream's world")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override for both runs")
     parser.add_argument("--out", default="runs/bench-multitask")
+    parser.add_argument("--runs", default="seg,seg_depth", help="which runs to make (both are needed for the comparison)")
+    parser.add_argument("--reuse", action="store_true", help="read back a finished run with the same settings")
     args = parser.parse_args(argv)
+    runs = {r.strip() for r in args.runs.split(",") if r.strip()}
+    if not runs or runs - {"seg", "seg_depth"}:
+        parser.error(f"--runs: choose from seg, seg_depth, got {args.runs!r}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.depth_weight <= 0:
         parser.error(f"--depth-weight must be > 0, got {args.depth_weight}")
@@ -96,9 +123,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"WARNING: world {args.seed} is in {training_use(args.seed)} (sim.seeds): not held out", flush=True)
     base = [f"run.seed={args.seed}", f"run.frames={args.frames}", "run.source=sim:tour", "evaluator.robust_every=0",
             *args.set]
-    seg = run_one("seg", base + [f"run.out={Path(args.out) / 'seg'}"])
-    both = run_one("seg_depth", base + [f"distill.depth_weight={args.depth_weight}",
-                                        f"run.out={Path(args.out) / 'seg_depth'}"])
+    overrides = {"seg": base + [f"run.out={Path(args.out) / 'seg'}"],
+                 "seg_depth": base + [f"distill.depth_weight={args.depth_weight}", f"run.out={Path(args.out) / 'seg_depth'}"]}
+    rows = {name: run_one(name, overrides[name], args.reuse) for name in ("seg", "seg_depth") if name in runs}
+    if len(rows) < 2:  # one half of the comparison (e.g. two processes side by side); --reuse joins them
+        print(json.dumps({"settings": {"frames": args.frames, "seed": args.seed, "depth_weight": args.depth_weight}, **rows}))
+        return rows
+    seg, both = rows["seg"], rows["seg_depth"]
     if both.get("student_depth_abs_rel") is None:
         raise RuntimeError("the seg_depth run scored no depth: does the teacher have its depth head "
                            "(perception/weights/sim_teacher_depth.safetensors, odistill train-teacher-depth)?")
