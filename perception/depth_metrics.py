@@ -75,6 +75,7 @@ class DepthScores:
             raise ValueError(f"max_depth must be > 0, got {max_depth}")
         self.max_depth = float(max_depth)
         self._overall = np.zeros((len(DEPTH_SIDES), 2), np.float64)  # (sides, [sum, pixels])
+        self._window = np.zeros((len(DEPTH_SIDES), 2), np.float64)  # the same since the last window_metrics
         self._frames = np.zeros(len(DEPTH_SIDES), np.int64)
         self._domains: dict[str, np.ndarray] = {}
 
@@ -89,7 +90,7 @@ class DepthScores:
         total, count = abs_rel_sums(pred, gt, self.max_depth)
         k = DEPTH_SIDES.index(side)
         scope = self._domains.setdefault(domain, np.zeros((len(DEPTH_SIDES), 3), np.float64))
-        for sums in (self._overall[k], scope[k]):
+        for sums in (self._overall[k], self._window[k], scope[k]):
             sums[0] += total
             sums[1] += count
         scope[k, 2] += 1
@@ -104,6 +105,21 @@ class DepthScores:
     def _named(sums: np.ndarray) -> dict[str, float | None]:
         return {f"{side}_depth_abs_rel": (float(sums[k, 0] / sums[k, 1]) if sums[k, 1] > 0 else None)
                 for k, side in enumerate(DEPTH_SIDES)}
+
+    def window_metrics(self) -> dict[str, float | None]:
+        """``<side>_depth_abs_rel`` since the last call (then reset); {} when nothing was counted.
+
+        Example:
+            >>> scores = DepthScores()
+            >>> scores.update("fog", "student", np.array([[12.0]]), np.array([[10.0]]))
+            >>> round(scores.window_metrics()["student_depth_abs_rel"], 3), scores.window_metrics()
+            (0.2, {})
+        """
+        if not self._window[:, 1].any():
+            return {}
+        out = self._named(self._window)
+        self._window = np.zeros_like(self._window)
+        return out
 
     def summary(self) -> dict[str, Any]:
         """``<side>_depth_abs_rel`` overall, ``depth_frames`` per side and ``per_domain`` AbsRel."""

@@ -148,6 +148,7 @@ class FrameEvaluator:
 
     def _stamp(self, window: dict[str, Any], index: int, domain: str) -> dict[str, Any]:
         window.update(robust_named(self.robust.window_metrics()))
+        window.update(self.depth.window_metrics())  # a multi-task run's depth AbsRel in the window
         window["frame_end"] = index + 1
         window["domain"] = domain
         window["teacher_rate"] = window["teacher_frames"] / max(1, window["frames"])

@@ -59,18 +59,20 @@ def test_frame_evaluator_scores_depth_only_with_depth_truth() -> None:
     gt = np.full((4, 4), 10.0, np.float32)
     student = np.full((2, 2), 12.0, np.float16)  # the student's grid: AbsRel 0.2
     teacher = np.full((1, 1), 9.0, np.float16)  # the teacher logits' grid: 0.1
-    evaluator = FrameEvaluator(EvaluatorConfig(window=10))
-    evaluator.update([GroundTruth(0, "clear", labels, gt), GroundTruth(1, "clear", labels, gt)],
-                     [LearnerOutput(0, labels, labels, student_depth=student, teacher_depth=teacher),
-                      LearnerOutput(1, labels, None, student_depth=student)])
+    evaluator = FrameEvaluator(EvaluatorConfig(window=2))
+    windows = evaluator.update([GroundTruth(0, "clear", labels, gt), GroundTruth(1, "clear", labels, gt)],
+                               [LearnerOutput(0, labels, labels, student_depth=student, teacher_depth=teacher),
+                                LearnerOutput(1, labels, None, student_depth=student)])
+    assert windows[0]["student_depth_abs_rel"] == pytest.approx(0.2, abs=1e-3)  # in metrics.jsonl too
+    assert windows[0]["teacher_depth_abs_rel"] == pytest.approx(0.1, abs=1e-3)
     summary = evaluator.summary()
     assert summary["student_depth_abs_rel"] == pytest.approx(0.2, abs=1e-3)
     assert summary["teacher_depth_abs_rel"] == pytest.approx(0.1, abs=1e-3)
     assert summary["student_on_teacher_frames_depth_abs_rel"] == pytest.approx(0.2, abs=1e-3)
     assert summary["per_domain"]["clear"]["teacher_depth_abs_rel"] == pytest.approx(0.1, abs=1e-3)
-    plain = FrameEvaluator(EvaluatorConfig(window=10))  # no depth truth: no depth figures at all
-    plain.update([GroundTruth(0, "clear", labels)], [LearnerOutput(0, labels, None, student_depth=student)])
-    assert not any("depth" in key for key in plain.summary())
+    plain = FrameEvaluator(EvaluatorConfig(window=1))  # no depth truth: no depth figures at all
+    windows = plain.update([GroundTruth(0, "clear", labels)], [LearnerOutput(0, labels, None, student_depth=student)])
+    assert not any("depth" in key for key in plain.summary()) and not any("depth" in key for key in windows[0])
 
 
 def test_ground_truth_depth_only_on_request() -> None:
