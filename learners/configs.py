@@ -55,10 +55,14 @@ class DistillationConfig:
     confidence_weighting: str = "none"  # none | maxprob | entropy: weigh pixels by the teacher's confidence
     confidence_floor: float = 0.0  # the weight of a pixel the teacher has no confidence in, in [0, 1)
     confidence_power: float = 1.0  # confidence ** power: > 1 sharpens the preference for sure pixels
+    depth_weight: float = 0.0  # multi-task: weight of the log-depth L1 against the teacher's depth, added to the
+    # segmentation loss; > 0 gives the student a depth head (perception.depth) and needs a teacher with depth
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not 0.0 <= self.depth_weight <= 100.0:  # NaN fails too
+            raise ValueError(f"depth_weight must be in [0, 100], got {self.depth_weight}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.confidence_weighting not in CONFIDENCE_WEIGHTINGS:

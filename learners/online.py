@@ -33,7 +33,8 @@ from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConf
 from learners.losses import DistillationLoss, hard_label_loss
 from learners.replay import ReplayBuffer, ReplayConfig, ReplaySample
 from learners.robust_losses import RobustDistillationLoss
-from perception.argmax import net_labels_and_logits
+from perception.argmax import net_labels_and_logits, upsampled_class_labels
+from perception.depth import coarse_outputs, has_depth, log_depth_l1
 from perception.device import resolve_device
 from perception.model_state import frozen_buffers, running_statistics_paused
 from perception.teachers.common import images_to_tensor
@@ -82,6 +83,13 @@ class OnlineLearner:
         self.device = resolve_device(device, setting="student.device")
         self.model = model.to(self.device)
         self.loss = DistillationLoss(distill)
+        self.depth_weight = distill.depth_weight
+        if self.depth_weight > 0 and not has_depth(self.model):
+            raise ValueError("distill.depth_weight > 0 needs a student with a depth head (perception.depth."
+                             "attach_depth_head; stream.builders.build_student gives it one)")
+        if self.depth_weight > 0 and robust.loss != "none":
+            raise ValueError(f"distill.depth_weight > 0 is not combined with robust.loss={robust.loss}: "
+                             f"set robust.loss=none or distill.depth_weight=0")
         self.robust = robust
         self.robust_loss = None if robust.loss == "none" else RobustDistillationLoss(robust, distill)
         self.refine_ms_total = 0.0  # wall milliseconds spent refining adversarial views (cumulative)
@@ -95,6 +103,7 @@ class OnlineLearner:
         # the predictor: the trained model itself, or a moving average of its weights (online.ema)
         self.average = copy.deepcopy(self.model).requires_grad_(False) if config.ema > 0 else None
         self.last_logits: torch.Tensor | None = None  # (1, K, h, w) the last predict's logits (coarse grid if any)
+        self.last_depth: np.ndarray | None = None  # (h, w) float16 metres: the last predict's depth (depth head only)
 
     @property
     def predictor(self) -> nn.Module:
@@ -192,13 +201,18 @@ class OnlineLearner:
         :attr:`last_logits` (teacher-free drift signals use them: no second forward pass).
         ``model`` (a banked expert's predictor) predicts instead of the learner's own network.
         """
-        predictor = self._predicting() if model is None else model.train(self.config.predict_bn == "frame")
-        labels, self.last_logits = net_labels_and_logits(predictor, images_to_tensor(image[None], self.device))
-        return labels  # (H, W) uint8
+        net = self._predicting() if model is None else model.train(self.config.predict_bn == "frame")
+        x = images_to_tensor(image[None], self.device)  # (1, 3, H, W)
+        if not has_depth(net):
+            labels, self.last_logits = net_labels_and_logits(net, x)
+            return labels  # (H, W) uint8
+        self.last_logits, log_depth = coarse_outputs(net, x)  # (1, K, h, w), (1, h, w)
+        self.last_depth = log_depth[0].exp().to(torch.float16).cpu().numpy()  # (h, w) metres
+        return upsampled_class_labels(self.last_logits[0], *x.shape[-2:])  # (H, W) uint8
 
     def learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
               catch_up: bool = False, views: FrameViews | None = None, steps: int | None = None,
-              stop: Callable[[], bool] | None = None) -> dict[str, float]:
+              stop: Callable[[], bool] | None = None, depth: np.ndarray | None = None) -> dict[str, float]:
         """Store the labelled frame, then take ``steps_per_label`` steps on it plus replay
         (``catch_up_steps`` when ``catch_up``: the student trails the teacher; ``steps`` when
         given). ``stop``, when given, is asked before every step and ends the steps once it
@@ -210,13 +224,19 @@ class OnlineLearner:
         ``loss`` over the steps and the ``replay_size``; with a robust loss also the means of
         its parts ``clean_loss``, ``robust_loss`` and ``corrupt_loss`` (unweighted).
 
+        ``depth`` (the teacher's, on its logits' grid, 0 = none) is stored with the frame when
+        the student learns depth (``distill.depth_weight`` > 0) and ignored otherwise; the
+        steps then add ``depth_weight`` times the log-depth L1 on the samples that have it,
+        and the mean of that term comes back as ``depth_loss`` (unweighted).
+
         Shape:
-            image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None
+            image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None, depth (h, w) or None
         """
         with torch_threads(self.train_threads):
             if self.robust_loss is not None:
                 return self._learn_robust(image, labels, logits, regime, catch_up, views, steps, stop)
-            return self._learn(image, labels, logits, regime, catch_up, steps, stop)
+            return self._learn(image, labels, logits, regime, catch_up, steps, stop,
+                               depth if self.depth_weight > 0 else None)
 
     def _steps(self, catch_up: bool, steps: int | None = None) -> int:
         if steps is not None:
@@ -233,10 +253,15 @@ class OnlineLearner:
         self.steps += 1
 
     def _learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
-               catch_up: bool, steps: int | None = None, stop: Callable[[], bool] | None = None) -> dict[str, float]:
+               catch_up: bool, steps: int | None = None, stop: Callable[[], bool] | None = None,
+               depth: np.ndarray | None = None) -> dict[str, float]:
         small_logits = None if logits is None else logits.astype(np.float16)
-        self.replay.add(image, labels, small_logits, regime)
-        total = 0.0
+        small_depth = None if depth is None else depth.astype(np.float16)  # (h, w) at the logits' grid
+        if small_depth is not None and (small_logits is None or small_depth.shape != small_logits.shape[1:]):
+            raise ValueError(f"teacher depth must sit on the teacher logits' grid "
+                             f"{None if small_logits is None else small_logits.shape[1:]}, got {small_depth.shape}")
+        self.replay.add(image, labels, small_logits, regime, depth=small_depth)
+        total = depth_total = 0.0
         taken = 0
         for _ in range(self._steps(catch_up, steps)):
             if stop is not None and stop():
@@ -247,14 +272,53 @@ class OnlineLearner:
             targets = np.stack([labels] + [s.labels for s in batch])  # (B, H, W)
             use_soft = small_logits is not None and all(s.logits is not None for s in batch)
             soft = np.stack([small_logits] + [s.logits for s in batch]) if use_soft else None  # (B, K, h, w)
+            with_depth = self.depth_weight > 0 and use_soft
+            if with_depth:  # the depth rides as one more channel of the soft targets: cropped on their grid
+                soft = np.concatenate([soft, self._depth_channel(small_depth, batch, soft.shape[-2:])], 1)  # (B, K+1, h, w)
             images, targets, soft, _, _ = self._crop(images, targets, soft)
             teacher = None if soft is None else torch.from_numpy(soft).to(self.device).float()  # (B, K, h', w')
-            out = self._training_logits(images_to_tensor(images, self.device))  # (B, K, h, w)
-            loss = self.loss(out, torch.from_numpy(targets).to(self.device).long(), teacher)
+            x = images_to_tensor(images, self.device)  # (B, 3, h, w)
+            y = torch.from_numpy(targets).to(self.device).long()  # (B, h, w)
+            if with_depth:
+                assert teacher is not None
+                teacher, teacher_depth = teacher[:, :-1], teacher[:, -1]  # (B, K, h', w'), (B, h', w')
+                out, log_depth = self._training_outputs(x)  # (B, K, h, w), (B, h2, w2)
+                depth_loss = log_depth_l1(log_depth, teacher_depth)
+                loss = self.loss(out, y, teacher) + self.depth_weight * depth_loss
+                depth_total += float(depth_loss.detach())
+            else:
+                out = self._training_logits(x)  # (B, K, h, w)
+                loss = self.loss(out, y, teacher)
             self._optimizer_step(loss)
             total += float(loss.detach())
             taken += 1
-        return {"loss": total / max(1, taken), "replay_size": float(len(self.replay)), "steps": float(taken)}
+        result = {"loss": total / max(1, taken), "replay_size": float(len(self.replay)), "steps": float(taken)}
+        if self.depth_weight > 0:
+            result["depth_loss"] = depth_total / max(1, taken)
+        return result
+
+    @staticmethod
+    def _depth_channel(newest: np.ndarray | None, batch: list[ReplaySample], grid: tuple[int, ...]) -> np.ndarray:
+        """The teacher depth of the newest frame and the replayed ones as one channel, 0 (no
+        depth) for a sample stored without it.
+
+        Shape:
+            newest (h, w) or None, batch [B-1 samples] -> (B, 1, h, w) float16
+        """
+        maps = [newest] + [s.depth for s in batch]
+        return np.stack([np.zeros(grid, np.float16) if d is None else d for d in maps])[:, None]
+
+    def _training_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (as :meth:`_training_logits`) and log-depth from one pass through the trunk.
+
+        Shape:
+            x (B, 3, H, W) -> logits (B, K, h, w) or (B, K, H, W), log-depth (B, h, w)
+        """
+        logits, log_depth = coarse_outputs(self.model, x)  # (B, K, h, w), (B, h, w)
+        assert log_depth is not None
+        if self.config.loss_grid != "net":
+            logits = torch.nn.functional.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits, log_depth
 
     def _learn_robust(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
                       catch_up: bool, views: FrameViews | None, steps: int | None = None,

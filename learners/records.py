@@ -71,6 +71,10 @@ class LearnerOutput:
     student: np.ndarray  # (H, W) uint8 prediction made before learning from the frame
     teacher: np.ndarray | None  # (H, W) uint8 teacher labels, on teacher frames only
     robust: RobustRecord | None = None  # on the robustness frames only (evaluator.robust_every)
+    student_depth: np.ndarray | None = None  # (h, w) float16 metres on the student's grid, predicted before learning
+    # (a student with a depth head only)
+    teacher_depth: np.ndarray | None = None  # (h', w') float16 metres on the teacher logits' grid, 0 = none
+    # (teacher frames of a multi-task run only)
 
 
 @dataclass

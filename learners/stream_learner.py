@@ -110,6 +110,7 @@ class _Pending:
     ticket: Any | None
     asked_at: int
     robust: bool = False  # a robustness frame: attacked before the student learns from it
+    depth: np.ndarray | None = None  # (h, w) float16 metres: the student's depth, predicted with the labels
 
 
 class StreamLearner:
@@ -205,7 +206,7 @@ class StreamLearner:
             result.asked_teacher = True
             self.teacher_calls += 1
             self.robust_asks += int(not scheduled)
-        self.pending.append(_Pending(frame, prediction, ticket, frame.index, robust))
+        self.pending.append(_Pending(frame, prediction, ticket, frame.index, robust, self.learner.last_depth))
         self._finalise(frame.index - self.config.teacher_latency, result)
         result.teacher_rate = self.scheduler.rate
         every = self.config.checkpoint_every
@@ -231,6 +232,7 @@ class StreamLearner:
             item = self.pending.popleft()
             teacher_labels = None
             record = None
+            teacher_depth = None
             if item.ticket is not None:
                 output = self.teacher.result(item.ticket)
                 teacher_labels = output.labels[0]  # (H, W) uint8
@@ -250,10 +252,12 @@ class StreamLearner:
                     reached.append(self._agreement_now(item.frame.image, teacher_labels))
                     return stop_at is not None and reached[-1] >= stop_at
 
+                if self.learner.depth_weight > 0 and output.depth is not None:
+                    teacher_depth = output.depth[0].astype(np.float16)  # (h, w) metres, 0 = none
                 metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime,
                                              catch_up=self.scheduler.trailing, views=output.views,
                                              steps=None if stop_at is None else self.scheduler.config.max_updates,
-                                             stop=None if stop_at is None else stop)
+                                             stop=None if stop_at is None else stop, depth=teacher_depth)
                 if self.scheduler.wants_after:  # the agreement after learning (jitnet: after its last update)
                     done = stop_at is not None and reached[-1] >= stop_at  # else: measured before its last update
                     self.scheduler.on_learned(reached[-1] if done else self._agreement_now(item.frame.image, teacher_labels))
@@ -261,7 +265,8 @@ class StreamLearner:
                 result.losses.append(metrics["loss"])
                 if self.sync_every and self.learner.steps - self.synced_at >= self.sync_every:
                     self._sync_student()
-            result.outputs.append(LearnerOutput(item.frame.index, item.prediction, teacher_labels, robust=record))
+            result.outputs.append(LearnerOutput(item.frame.index, item.prediction, teacher_labels, robust=record,
+                                                student_depth=item.depth, teacher_depth=teacher_depth))
 
     def _agreement_now(self, image: np.ndarray, teacher_labels: np.ndarray) -> float:
         """The student's agreement (``learner.agreement``) with a teacher frame's labels as it

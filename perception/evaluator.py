@@ -273,6 +273,7 @@ class EvaluatorConfig:
     robust_loss: str = "ce,segpgd"  # the attack's losses, comma-separated (ce, segpgd): per frame the worse is kept
     corruptions: str = "all"  # Kornia presets scored one by one (perception.corruptions.PRESETS), "" = none
     worst_k: int = 8  # Kornia views sampled per robust frame for the worst-of-k figure (0 = none)
+    depth_max: float = 80.0  # metres: depth AbsRel counts ground truth in (0, depth_max] (the sim's sky reads 1000)
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_classes, int) or not 1 <= self.num_classes <= 256:
@@ -285,6 +286,8 @@ class EvaluatorConfig:
 
         if self.robust_every < 0:
             raise ValueError(f"robust_every must be >= 0, got {self.robust_every}")
+        if not self.depth_max > 0:
+            raise ValueError(f"depth_max must be > 0 (metres), got {self.depth_max}")
         parse_eps_list(self.robust_eps, "robust_eps")
         if self.robust_schedule not in ("cosine", "constant"):
             raise ValueError(f"robust_schedule: expected cosine or constant, got {self.robust_schedule!r}")

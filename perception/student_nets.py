@@ -95,6 +95,14 @@ class FastSegNet(nn.Module):
         Shape:
             x (B, 3, H, W) float in [0, 1] -> (B, K, ceil(H/4), ceil(W/4))
         """
+        return self.head(self.features(x))  # (B, K, H/4, W/4)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder features at stride 4, before the classifier (what a depth head reads).
+
+        Shape:
+            x (B, 3, H, W) float in [0, 1] -> (B, decoder, ceil(H/4), ceil(W/4))
+        """
         x = (x - self.mean) / self.std  # (B, 3, H, W)
         y = self.stem(x)  # (B, stem, H/2, W/2)
         skips = []
@@ -106,7 +114,7 @@ class FastSegNet(nn.Module):
             lateral = self.lateral[level](skips[level])  # (B, D, h, w)
             top = F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
             top = self.smooth[level](top + lateral)  # (B, D, h, w)
-        return self.head(top)  # (B, K, H/4, W/4)
+        return top  # (B, D, H/4, W/4)
 
     def coarse_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits on the network's own output grid (see :meth:`SegNet.coarse_logits`).

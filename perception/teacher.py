@@ -24,20 +24,28 @@ class TeacherOutput:
         logits: (B, 19, h, w) float32 canonical logits, h <= H and w <= W; consumers resize.
         views: for a one-frame answer, the robustness views the teacher part made of the
             frame (``adversarial.enabled``), or None.
+        depth: (B, h, w) float32 metres on the logits' grid, 0 where the teacher gives no
+            depth (its sky), from a teacher with a depth head; None from the others.
     """
 
     labels: np.ndarray
     logits: np.ndarray
     views: FrameViews | None = None
+    depth: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.labels.ndim != 3 or self.labels.dtype != np.uint8:
             raise ValueError(f"TeacherOutput.labels must be (B, H, W) uint8, got {self.labels.shape} {self.labels.dtype}")
         if self.logits.ndim != 4 or self.logits.shape[0] != self.labels.shape[0]:
             raise ValueError(f"TeacherOutput.logits must be (B, C, h, w) with B={self.labels.shape[0]}, got {self.logits.shape}")
+        if self.depth is not None and (self.depth.shape != (self.logits.shape[0], *self.logits.shape[2:])
+                                       or self.depth.dtype != np.float32):
+            raise ValueError(f"TeacherOutput.depth must be (B, h, w) float32 on the logits' grid "
+                             f"{(self.logits.shape[0], *self.logits.shape[2:])}, got {self.depth.shape} {self.depth.dtype}")
 
     def __getitem__(self, i: int) -> "TeacherOutput":
-        return TeacherOutput(self.labels[i : i + 1], self.logits[i : i + 1])
+        depth = None if self.depth is None else self.depth[i : i + 1]
+        return TeacherOutput(self.labels[i : i + 1], self.logits[i : i + 1], depth=depth)
 
 
 @runtime_checkable

@@ -47,6 +47,12 @@ def build_student(config: RunConfig) -> torch.nn.Module:
         load_weights(model, shipped)
     elif weights != "none":
         load_weights(model, weights)
+    if config.distill.depth_weight > 0:  # a fresh depth head beside the loaded segmentation weights
+        from perception.depth import attach_depth_head
+
+        with torch.random.fork_rng():
+            torch.manual_seed(config.run.seed + 1)
+            attach_depth_head(model)
     return model
 
 

@@ -4,6 +4,7 @@
     odistill run --runner ray --frames 1200 --set scheduler.max_rate=0.4
     odistill train-teacher            # re-make perception/weights/sim_teacher.safetensors
     odistill train-student            # re-make the clear-day student's starting weights
+    odistill train-teacher-depth      # re-make perception/weights/sim_teacher_depth.safetensors
     odistill train-student --steps 200 --set student_training.frames=400 --device cpu
     odistill size --budget-ms 8      # the student sizing table; the most accurate student inside 8 ms
 """
@@ -152,6 +153,16 @@ def _train_parser(sub: Any) -> None:
     s.add_argument("--config", help="a TOML file with a [student_training] table")
     s.add_argument("--set", action="append", default=[], metavar="student_training.KEY=VALUE",
                    help="override one student_training value (KEY=VALUE also works)")
+    d = sub.add_parser("train-teacher-depth", help="train the sim teacher's depth head on its frozen features "
+                                                   "(seeded, reproducible)")
+    d.add_argument("--out", default=None, help="weights file (default: the shipped "
+                                               "perception/weights/sim_teacher_depth.safetensors)")
+    d.add_argument("--steps", type=int, default=None, help="same as --set teacher_depth.steps=N")
+    d.add_argument("--seed", type=int, default=0, help="training seed (init, batches)")
+    d.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    d.add_argument("--config", help="a TOML file with a [teacher_depth] table")
+    d.add_argument("--set", action="append", default=[], metavar="teacher_depth.KEY=VALUE",
+                   help="override one teacher_depth value (KEY=VALUE also works)")
     e = sub.add_parser("eval-teacher", help="score a teacher against simulator ground truth per domain")
     e.add_argument("--teacher", default="sim")
     e.add_argument("--frames", type=int, default=1200)
@@ -212,6 +223,15 @@ def cmd_size(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from stream import training
+
+    if args.command == "train-teacher-depth":
+        from stream import depth_training
+
+        overrides = list(args.set) + ([f"teacher_depth.steps={args.steps}"] if args.steps is not None else [])
+        config = depth_training.teacher_depth_config(args.config, overrides)
+        result = depth_training.train_teacher_depth(config, out=args.out, seed=args.seed, device=args.device)
+        print(json.dumps(result, indent=2))
+        return 0
 
     section = "teacher_training" if args.command == "train-teacher" else "student_training"
     overrides = list(args.set) + ([f"{section}.steps={args.steps}"] if args.steps is not None else [])

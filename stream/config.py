@@ -221,6 +221,13 @@ class RunConfig:
         if self.adversarial.enabled and self.robust.loss == "none":
             raise ConfigError("adversarial.enabled=true makes views that only robust distillation learns from, but "
                               "robust.loss=none: set robust.loss (ard, rslad or trades), or adversarial.enabled=false")
+        if self.distill.depth_weight > 0:
+            if self.robust.loss != "none":
+                raise ConfigError(f"distill.depth_weight={self.distill.depth_weight:g} (multi-task) is not combined with "
+                                  f"robust.loss={self.robust.loss}: set robust.loss=none or distill.depth_weight=0")
+            if self.teacher.spec.partition(":")[0] != "sim":
+                raise ConfigError(f"distill.depth_weight={self.distill.depth_weight:g} needs a teacher with depth (the sim "
+                                  f"teacher with its depth head), got teacher.spec={self.teacher.spec}")
         check_label_maps(self)
 
     def least_ring_slots(self) -> int:

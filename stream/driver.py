@@ -117,7 +117,29 @@ def _coverage_named(scores: dict[str, Any]) -> dict[str, Any]:
         "student_teacher_ratio": _ratio(scores["student_on_teacher_frames_miou"], scores["teacher_miou"]),
         "student_vs_teacher_miou": scores["student_vs_teacher_miou"],
         **{key: value for key, value in scores.items() if key in ROBUST_KEYS},
+        **_depth_named(scores),
     }
+
+
+def _depth_named(scores: dict[str, Any]) -> dict[str, Any]:
+    """Depth AbsRel (a multi-task run's) under names that say which frames each covers: the
+    student's on every frame, the teacher's and the student's beside it on the teacher's frames;
+    {} when the run scored no depth.
+
+    Example:
+        >>> _depth_named({"student_depth_abs_rel": 0.2, "teacher_depth_abs_rel": 0.1,
+        ...               "student_on_teacher_frames_depth_abs_rel": 0.25})["teacher_depth_abs_rel_on_teacher_frames"]
+        0.1
+        >>> _depth_named({"student_miou": 0.5})
+        {}
+    """
+    if "student_depth_abs_rel" not in scores:
+        return {}
+    out = {"student_depth_abs_rel": scores["student_depth_abs_rel"],
+           "student_depth_abs_rel_on_teacher_frames": scores.get("student_on_teacher_frames_depth_abs_rel"),
+           "teacher_depth_abs_rel_on_teacher_frames": scores.get("teacher_depth_abs_rel")}
+    out.update({key: scores[key] for key in ("depth_frames", "depth_max") if key in scores})
+    return out
 
 
 @dataclass

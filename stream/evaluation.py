@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from learners.records import LearnerOutput
+from perception.depth_metrics import DepthScores
 from perception.evaluator import EvaluatorConfig, StreamingEvaluator
 from perception.labels import CAMVID_CLASS_NAMES, canonical_to_camvid
 from perception.robust_scores import RobustScores
@@ -102,6 +103,7 @@ class FrameEvaluator:
         self.label_guard = LabelGuard(self.mapper.name, source)
         self.evaluator = StreamingEvaluator(self.mapper.config)
         self.robust = RobustScores(self.mapper.config.num_classes, self.mapper.config.ignore_index)
+        self.depth = DepthScores(config.depth_max)  # AbsRel where the frames bring depth and a side predicts it
         self.last_index = -1
         self.truths: dict[int, GroundTruth] = {}  # ground truth of frames the learner has not finalised
 
@@ -126,14 +128,27 @@ class FrameEvaluator:
                 labels = {name: self.mapper(view) for name, view in output.robust.labels.items()}
                 self.robust.update(truth.domain, labels, output.robust.transforms, self.mapper(output.student),
                                    truth.label, self.mapper(output.teacher))
+            if truth.depth is not None:
+                self._count_depth(truth, output)
             window = self.evaluator.window_metrics()
             if window is not None:
                 windows.append(self._stamp(window, output.index, truth.domain))
         self.label_guard.check(self.evaluator)  # warns once, loudly, when the labels cannot be in the right set
         return windows
 
+    def _count_depth(self, truth: GroundTruth, output: LearnerOutput) -> None:
+        """The student's depth on every frame, the teacher's (and the student's beside it) on
+        the frames the teacher labelled."""
+        if output.student_depth is not None:
+            self.depth.update(truth.domain, "student", output.student_depth, truth.depth)
+        if output.teacher_depth is not None:
+            self.depth.update(truth.domain, "teacher", output.teacher_depth, truth.depth)
+            if output.student_depth is not None:
+                self.depth.update(truth.domain, "student_on_teacher_frames", output.student_depth, truth.depth)
+
     def _stamp(self, window: dict[str, Any], index: int, domain: str) -> dict[str, Any]:
         window.update(robust_named(self.robust.window_metrics()))
+        window.update(self.depth.window_metrics())  # a multi-task run's depth AbsRel in the window
         window["frame_end"] = index + 1
         window["domain"] = domain
         window["teacher_rate"] = window["teacher_frames"] / max(1, window["frames"])
@@ -169,6 +184,11 @@ class FrameEvaluator:
         out.update(robust_named(robust))
         for name, scores in out["per_domain"].items():
             scores.update(robust_named(robust["per_domain"].get(name)))
+        if self.depth.active:  # a multi-task run: depth AbsRel overall and per domain
+            depth = self.depth.summary()
+            out.update({k: v for k, v in depth.items() if k != "per_domain"})
+            for name, scores in out["per_domain"].items():
+                scores.update(depth["per_domain"].get(name, {}))
         return out
 
     def peak_rss_mb(self) -> float:

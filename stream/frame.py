@@ -17,17 +17,19 @@ from perception.labels import IGNORE_INDEX  # noqa: F401  label value for "no gr
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """What only the evaluator may see of a frame: its label and its domain tag.
+    """What only the evaluator may see of a frame: its label, depth and domain tag.
 
     Attributes:
         index: the frame's index (the evaluator joins it with the learner's output by index).
         domain: the source's domain tag (``"unknown"`` when it gives none).
         label: optional (H, W) uint8 in the canonical label space, 255 = ignore.
+        depth: optional (H, W) float32 metres (the sim's depth camera), for the depth scores.
     """
 
     index: int
     domain: str
     label: np.ndarray | None = None
+    depth: np.ndarray | None = None
 
 
 class FrameError(ValueError):
@@ -122,9 +124,16 @@ class Frame:
         """
         return Observation(self.image, self.index, self.timestamp, self.source_id)
 
-    def truth(self) -> GroundTruth:
-        """What the evaluator alone sees: the label and the domain tag."""
-        return GroundTruth(self.index, self.domain, self.label)
+    def truth(self, depth: bool = False) -> GroundTruth:
+        """What the evaluator alone sees: the label and the domain tag, and with ``depth`` the
+        frame's depth (when it has one; a run whose student learns depth sends it).
+
+        Example:
+            >>> f = Frame(np.zeros((2, 2, 3), np.uint8), 0.5, "cam", 7, depth=np.ones((2, 2), np.float32))
+            >>> f.truth().depth is None, f.truth(depth=True).depth.shape
+            (True, (2, 2))
+        """
+        return GroundTruth(self.index, self.domain, self.label, self.depth if depth else None)
 
     @property
     def domain(self) -> str:

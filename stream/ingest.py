@@ -187,6 +187,7 @@ class Ingest:
         if prefetch < 0:
             raise ValueError(f"Ingest: prefetch must be >= 0, got {prefetch}")
         self.config = config
+        self.depth_truth = config.distill.depth_weight > 0  # the depth scores need the frames' depth
         self.limit = config.run.frames
         self.given_source = source is not None
         self.source = open_source(config.run.source, config) if source is None else source
@@ -246,7 +247,7 @@ class Ingest:
 
     def _split(self, frames: Iterator[Frame]) -> Iterator[tuple[Observation, GroundTruth]]:
         for frame in frames:
-            yield frame.observation(), frame.truth()
+            yield frame.observation(), frame.truth(self.depth_truth)
 
     # -- the frame ring ---------------------------------------------------------------------
     def _new_ring(self, slot_bytes: int) -> FrameRing:
@@ -281,7 +282,7 @@ class Ingest:
                 seq = claim[0]  # decoded into its slot already
             elif self.ring is None:
                 self.ring = self._new_ring(frame.image.nbytes)
-            yield RingFrame.put(frame.observation(), self.ring, seq), frame.truth()
+            yield RingFrame.put(frame.observation(), self.ring, seq), frame.truth(self.depth_truth)
 
     # -- after a learner crash --------------------------------------------------------------
     def reread(self, first: int, last: int) -> tuple[Pack, list[GroundTruth], ReadManifest]:
@@ -301,7 +302,7 @@ class Ingest:
             self.reread_next = frame.index + 1
             if frame.index >= first:
                 pack.append(frame.observation())
-                truths.append(frame.truth())
+                truths.append(frame.truth(self.depth_truth))
                 headers.append(FrameHeader(frame.index, frame.domain, frame.shape))
             if frame.index >= last:
                 break

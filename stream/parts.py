@@ -104,7 +104,7 @@ class TeacherPart:
         if self.views is None or not self.views.wants(observation.index):
             return out
         views = self.views.make(observation.image, out.labels[0], observation.index)
-        return TeacherOutput(out.labels, out.logits, views=views)
+        return TeacherOutput(out.labels, out.logits, views=views, depth=out.depth)
 
     def sync_student(self, state: dict[str, Any]) -> int:
         """The learner's current student weights, for the views' student copy; returns the bytes."""

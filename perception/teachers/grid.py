@@ -64,7 +64,11 @@ class GridAlignedTeacher:
         logits = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(out.logits)).float(),
                                                  size=(height // stride, width // stride), mode="bilinear",
                                                  align_corners=False)  # (B, K, H/s, W/s)
-        return TeacherOutput(labels=out.labels, logits=logits.numpy())
+        depth = None
+        if out.depth is not None:  # nearest: a 0 ("no depth") must not blend into its neighbours
+            depth = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(out.depth))[:, None],
+                                                    size=logits.shape[-2:], mode="nearest")[:, 0].numpy()  # (B, H/s, W/s)
+        return TeacherOutput(labels=out.labels, logits=logits.numpy(), depth=depth)
 
 
 class ResizedTeacher:
@@ -121,7 +125,7 @@ class ResizedTeacher:
         out = self.teacher.label(resized)
         labels = np.stack([cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST)
                            for label in out.labels])  # (B, H, W)
-        return TeacherOutput(labels=labels, logits=out.logits)
+        return TeacherOutput(labels=labels, logits=out.logits, depth=out.depth)
 
 
 def at_input_size(teacher: Any, size: tuple[int, int] | None) -> Any:

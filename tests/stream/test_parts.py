@@ -67,7 +67,8 @@ def test_the_learner_part_steps_through_packs_and_gives_outputs_without_ground_t
         outputs += done
     outputs += learner.flush()[1]
     assert [o.index for o in outputs] == list(range(6))
-    assert all(set(vars(o)) == {"index", "student", "teacher", "robust"} for o in outputs)
+    assert all(set(vars(o)) == {"index", "student", "teacher", "robust", "student_depth", "teacher_depth"} for o in outputs)
+    assert all(o.student_depth is None and o.teacher_depth is None for o in outputs)  # depth only in a multi-task run
     assert teacher.seen == list(range(6)) and learner.position() == 6
 
 
