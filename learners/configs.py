@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from perception.taps import check_tap
+
 
 @dataclass(frozen=True)
 class DistillationConfig:
@@ -28,17 +30,43 @@ class DistillationConfig:
 
     alpha: weight of the hard-label loss; (1 - alpha) weights the soft-label loss.
     temperature: softmax temperature of the soft-label loss.
+    feature_weight: weight of feature distillation (0 = off, logits only): the teacher ships
+        the feature map of ``feature_layer`` at 1/``feature_stride`` of the frame, and the
+        student's map of the same layer, through a 1x1-conv adapter the learner trains beside
+        it, is matched to it (:func:`learners.losses.feature_distance`: the mean over pixels
+        of the squared distance between unit feature vectors, 2 - 2 cos, in [0, 4]).
+    feature_layer: ``decoder`` (before the classifier) or ``stage1`` .. ``stage4`` (encoder
+        stages at strides 4 .. 32), the same layer on both sides (:mod:`perception.taps`).
+    feature_stride: the teacher's features ship average-pooled to 1/this of the frame (a
+        multiple of the layer's own stride: coarse is cheap to ship and to keep in replay).
+
+    Example:
+        >>> DistillationConfig(feature_weight=1.0, feature_layer="stage5")
+        Traceback (most recent call last):
+        ...
+        ValueError: feature_layer: unknown layer 'stage5' (choose decoder, stage1, stage2, stage3, stage4)
     """
 
     alpha: float = 0.5  # 1.0 = hard labels only, 0.0 = soft labels only
     temperature: float = 2.0
     class_balance: float = 0.5  # hard-label class weights freq**-power (0 = none, 0.5 = sqrt balancing)
+    feature_weight: float = 0.0  # feature distillation's weight (0 = off: logits-only distillation)
+    feature_layer: str = "decoder"  # decoder | stage1 | stage2 | stage3 | stage4 (perception.taps)
+    feature_stride: int = 8  # the teacher's feature map ships at 1/this of the frame
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not self.feature_weight >= 0.0:  # also refuses NaN
+            raise ValueError(f"feature_weight must be >= 0 (0 = off), got {self.feature_weight}")
+        check_tap(self.feature_layer, self.feature_stride)  # ValueError naming feature_layer / feature_stride
+
+    @property
+    def features(self) -> bool:
+        """Whether feature distillation is on (the teacher must ship features)."""
+        return self.feature_weight > 0
 
 
 ROBUST_LOSSES = ("none", "ard", "rslad", "trades")
