@@ -49,6 +49,7 @@ class ReplaySample:
     corrupted: np.ndarray | None = None  # (H, W, 3) uint8, a Kornia view of the frame
     corrupted_labels: np.ndarray | None = None  # (H, W) uint8, the teacher's labels moved with that view
     corrupted_aligned: bool = True  # the Kornia view is pixel-aligned with the frame (soft labels apply)
+    features: np.ndarray | None = None  # (C, h', w') float16, the teacher's feature map (feature distillation)
 
 
 def _owned(array: np.ndarray | None) -> np.ndarray | None:
@@ -79,13 +80,15 @@ class ReplayBuffer:
         return counts
 
     def add(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
-            views: FrameViews | None = None) -> ReplaySample:
-        """Store one labelled frame (and its robustness views, if given); returns the stored
-        sample. An image or view that is a view of memory someone else owns (a frame ring's
-        slot, a Ray object-store pack) is copied: the buffer outlives the frame.
+            views: FrameViews | None = None, features: np.ndarray | None = None) -> ReplaySample:
+        """Store one labelled frame (and its robustness views and the teacher's feature map, if
+        given); returns the stored sample. An image or view that is a view of memory someone
+        else owns (a frame ring's slot, a Ray object-store pack) is copied: the buffer outlives
+        the frame.
 
         Shape:
-            image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None; the views at the image's size
+            image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None; the views at the
+            image's size; features (C, h', w') or None
         """
         image = _owned(image)  # (H, W, 3) uint8
         adversarial = corrupted = corrupted_labels = None
@@ -116,7 +119,7 @@ class ReplayBuffer:
         # the adversarial view is always copied: the learner refines it in place (the sender's array stays as sent)
         adversarial = None if adversarial is None else np.array(adversarial)
         sample = ReplaySample(image, labels, logits, int(regime), adversarial, _owned(corrupted),
-                              _owned(corrupted_labels), aligned)
+                              _owned(corrupted_labels), aligned, _owned(features))
         self.samples.append(sample)
         return sample
 
@@ -141,8 +144,9 @@ class ReplayBuffer:
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The buffer as plain arrays (for a checkpoint); logits are dropped if any is missing.
 
-        Views are stacked over the samples that hold one, with a presence mask over all
-        samples (``replay.<view>_present``, (N,) uint8); keys of absent views are left out.
+        Views and the teacher's feature maps are stacked over the samples that hold one, with a
+        presence mask over all samples (``replay.<name>_present``, (N,) uint8); keys of absent
+        ones are left out.
         """
         if not self.samples:
             return {}
@@ -153,7 +157,7 @@ class ReplayBuffer:
         }
         if all(s.logits is not None for s in self.samples):
             out["replay.logits"] = np.stack([s.logits for s in self.samples])  # (N, K, h, w)
-        for name in _VIEWS:
+        for name in _OPTIONAL:
             present = np.array([getattr(s, name) is not None for s in self.samples], np.uint8)  # (N,)
             if present.any():
                 out[f"replay.{name}"] = np.stack([getattr(s, name) for s in self.samples if getattr(s, name) is not None])
@@ -169,7 +173,7 @@ class ReplayBuffer:
         logits = arrays.get("replay.logits")
         count = len(arrays["replay.images"])
         views: dict[str, list[np.ndarray | None]] = {}
-        for name in _VIEWS:
+        for name in _OPTIONAL:
             present = arrays.get(f"replay.{name}_present")
             stacked = iter(arrays[f"replay.{name}"]) if present is not None else iter(())
             views[name] = [next(stacked) if present is not None and present[i] else None for i in range(count)]
@@ -186,8 +190,10 @@ class ReplayBuffer:
                     views["corrupted"][i],
                     views["corrupted_labels"][i],
                     True if aligned is None else bool(aligned[i]),
+                    views["features"][i],
                 )
             )
 
 
-_VIEWS = ("adversarial", "corrupted", "corrupted_labels")  # the optional per-sample arrays of a ReplaySample
+_VIEWS = ("adversarial", "corrupted", "corrupted_labels")  # the robustness views a ReplaySample may hold
+_OPTIONAL = _VIEWS + ("features",)  # every optional per-sample array of a ReplaySample

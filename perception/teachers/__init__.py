@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["TEACHER_KINDS", "TeacherSpecError", "GridAlignedTeacher", "ResizedTeacher", "at_input_size", "open_teacher",
+__all__ = ["FEATURE_KINDS", "TEACHER_KINDS", "TeacherSpecError", "GridAlignedTeacher", "ResizedTeacher", "at_input_size", "open_teacher",
            "parse_input_size", "resolve_teacher_spec", "teacher_usage"]
 
 INPUT_MULTIPLES: dict[str, int] = {"espnetv2": 16}  # kinds whose network needs input sides of a multiple of this
@@ -49,6 +49,7 @@ TEACHER_KINDS: dict[str, Callable[[str, str, int], Any]] = {
     "sim": _sim, "segnet": _sim, "espnetv2": _espnetv2, "torchscript": _torchscript, "onnx": _onnx,
 }
 PATH_OPTIONAL = frozenset({"sim"})  # kinds that work without a path (every other one needs KIND:PATH)
+FEATURE_KINDS = frozenset({"sim", "segnet"})  # kinds that can ship an intermediate feature map (feature distillation)
 
 
 def teacher_usage() -> str:
