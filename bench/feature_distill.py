@@ -17,10 +17,12 @@ the student/teacher ratio (on the frames the teacher labelled), and the differen
 milliseconds per learning step of each learner measured side by side in this process (the same
 frames, the same teacher answers, alternating arms so that a busy machine slows both alike;
 median over ``--cost-frames`` frames), the teacher's extra milliseconds per frame to ship
-features, and the replay bytes a stored frame's features take beside its logits.
+features, and the replay bytes a stored frame's features take beside its logits. With
+``--workers`` > 1 the arms run at once in separate processes (their wall times then share
+the machine; the per-step timing is still side by side).
 
     .venv/bin/python bench/feature_distill.py [--frames 1800] [--weights 2] [--layer decoder] [--stride 8]
-                                              [--cost-frames 8] [--out runs/bench-feature-distill]
+                                              [--cost-frames 8] [--workers 1] [--out runs/bench-feature-distill]
 
 The last line printed is one JSON object: per arm its figures, ``cost``, and ``headline`` (the
 first feature weight against logits-only).
@@ -165,6 +167,14 @@ def step_cost(base: RunConfig, featured: RunConfig, frames: int) -> dict[str, An
     }
 
 
+def run_arm(config: RunConfig) -> dict[str, Any]:
+    """One arm's run through the whole pipeline (in a worker process with ``--workers`` > 1)."""
+    from stream.local import run_local
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_local(config, progress=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=1800, help="frames of the tour (all six domains)")
@@ -173,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stride", type=int, default=8, help="distill.feature_stride of the feature arms")
     parser.add_argument("--cost-frames", type=int, default=8, help="frames of the side-by-side step timing (0 = skip)")
     parser.add_argument("--seed", type=int, default=FEATURE_BENCH[0], help="the stream's world")
+    parser.add_argument("--workers", type=int, default=1, help="arms run at once, each in its own process")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override for every arm")
     parser.add_argument("--out", default="runs/bench-feature-distill")
     args = parser.parse_args(argv)
@@ -185,20 +196,23 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--weights: give at least one weight > 0 (the logits-only arm is always run), got {args.weights!r}")
     if training_use(args.seed) is not None:
         print(f"WARNING: world {args.seed} is in {training_use(args.seed)} (sim.seeds): not held out", flush=True)
-    from stream.local import run_local
-
     base = [f"run.seed={args.seed}", f"run.frames={args.frames}", "run.source=sim:tour", *args.set]
     result: dict[str, Any] = {"settings": {"frames": args.frames, "seed": args.seed, "weights": weights, "layer": args.layer,
-                                           "stride": args.stride, "set": args.set}}
-    configs = {}
-    for name, extra in arms(weights, args.layer, args.stride).items():
-        config = load_config(None, base + extra + [f"run.out={Path(args.out) / name}"])
-        configs[name] = config
-        started = time.perf_counter()
-        summary = run_local(config, progress=False)
+                                           "stride": args.stride, "set": args.set, "workers": args.workers}}
+    configs = {name: load_config(None, base + extra + [f"run.out={Path(args.out) / name}"])
+               for name, extra in arms(weights, args.layer, args.stride).items()}
+    if args.workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(max_workers=args.workers, mp_context=get_context("spawn")) as pool:
+            summaries = dict(zip(configs, pool.map(run_arm, configs.values())))
+    else:
+        summaries = {name: run_arm(config) for name, config in configs.items()}
+    for name, summary in summaries.items():
         row = figures(summary)
         result[name] = row
-        print(f"{name}: {summary['frames']} frames in {time.perf_counter() - started:.0f} s; student mIoU "
+        print(f"{name}: {summary['frames']} frames in {row['wall_s']:.0f} s; student mIoU "
               f"{row['student_miou']:.4f}, student/teacher {row['student_teacher_ratio']:.4f} (teacher "
               f"{row['teacher_miou']:.4f}), teacher rate {row['teacher_rate']:.3f}", flush=True)
     logits = result["logits"]

@@ -303,3 +303,16 @@ def test_feature_settings_come_from_toml_and_overrides(tmp_path):
     config = load_config(file, ["distill.feature_stride=8"])
     assert (config.distill.feature_weight, config.distill.feature_layer, config.distill.feature_stride) == (2.5, "stage2", 8)
     assert config.distill.features and not RunConfig().distill.features
+
+
+def test_robust_distillation_takes_the_feature_term_on_clean_crops():
+    from learners.configs import RobustDistillConfig
+
+    torch.manual_seed(0)
+    learner = OnlineLearner(OnlineConfig(batch_size=2, crop=(16, 32), steps_per_label=2), SegNet(STUDENT_CONFIG), seed=0,
+                            distill=FEATURES, robust=RobustDistillConfig(loss="trades", refine_steps=1))
+    for i in range(2):
+        image, labels, logits, features = _frame(i)
+        metrics = learner.learn(image, labels, logits, regime=0, features=features)
+    assert metrics["feature_loss"] > 0 and {"clean_loss", "robust_loss"} <= set(metrics)
+    assert learner.features is not None and learner.replay.samples[0].features is not None
