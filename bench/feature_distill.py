@@ -21,7 +21,7 @@ features, and the replay bytes a stored frame's features take beside its logits.
 ``--workers`` > 1 the arms run at once in separate processes (their wall times then share
 the machine; the per-step timing is still side by side).
 
-    .venv/bin/python bench/feature_distill.py [--frames 1800] [--weights 2] [--layer decoder] [--stride 8]
+    .venv/bin/python bench/feature_distill.py [--frames 1800] [--weights 1] [--layer decoder] [--stride 8]
                                               [--cost-frames 8] [--workers 1] [--out runs/bench-feature-distill]
 
 The last line printed is one JSON object: per arm its figures, ``cost``, and ``headline`` (the
@@ -65,6 +65,8 @@ def arms(weights: list[float], layer: str, stride: int) -> dict[str, list[str]]:
 def figures(summary: dict[str, Any]) -> dict[str, Any]:
     """An arm's figures from its run summary: mIoU and student/teacher ratio, overall and per domain."""
     return {
+        "frames": summary["frames"],
+        "interrupted": summary["interrupted"],  # a run stopped early (Ctrl-C) scores the frames it did
         "student_miou": summary["student_miou"],
         "student_teacher_ratio": summary["student_teacher_ratio"],
         "teacher_miou": summary["teacher_miou_on_teacher_frames"],
@@ -178,7 +180,7 @@ def run_arm(config: RunConfig) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=1800, help="frames of the tour (all six domains)")
-    parser.add_argument("--weights", default="2", help="feature weights, comma-separated (an arm each)")
+    parser.add_argument("--weights", default="1", help="feature weights, comma-separated (an arm each)")
     parser.add_argument("--layer", default="decoder", help="distill.feature_layer of the feature arms")
     parser.add_argument("--stride", type=int, default=8, help="distill.feature_stride of the feature arms")
     parser.add_argument("--cost-frames", type=int, default=8, help="frames of the side-by-side step timing (0 = skip)")
