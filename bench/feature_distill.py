@@ -24,6 +24,10 @@ the machine; the per-step timing is still side by side).
     .venv/bin/python bench/feature_distill.py [--frames 1800] [--weights 1] [--layer decoder] [--stride 8]
                                               [--cost-frames 8] [--workers 1] [--out runs/bench-feature-distill]
 
+On a machine shared with other jobs pass ``--set run.torch_threads=1``: two training threads
+per process on an oversubscribed CPU ran about ten times slower here (threads waiting on
+descheduled peers), one thread each did not.
+
 The last line printed is one JSON object: per arm its figures, ``cost``, and ``headline`` (the
 first feature weight against logits-only).
 """
