@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from perception.taps import check_tap
+
 
 CONFIDENCE_WEIGHTINGS = ("none", "maxprob", "entropy")
 
@@ -41,12 +43,25 @@ class DistillationConfig:
         or "entropy" (1 - the softmax entropy / ln K). A pixel's weight is
         ``floor + (1 - floor) * confidence ** power``, rescaled so that the labelled pixels
         of each term keep a mean weight of 1 (the loss's scale stays that of the plain loss).
+    feature_weight: weight of feature distillation (0 = off, logits only): the teacher ships
+        the feature map of ``feature_layer`` at 1/``feature_stride`` of the frame, and the
+        student's map of the same layer, through a 1x1-conv adapter the learner trains beside
+        it, is matched to it (:func:`learners.losses.feature_distance`: the mean over pixels
+        of the squared distance between unit feature vectors, 2 - 2 cos, in [0, 4]).
+    feature_layer: ``decoder`` (before the classifier) or ``stage1`` .. ``stage4`` (encoder
+        stages at strides 4 .. 32), the same layer on both sides (:mod:`perception.taps`).
+    feature_stride: the teacher's features ship average-pooled to 1/this of the frame (a
+        multiple of the layer's own stride: coarse is cheap to ship and to keep in replay).
 
     Example:
         >>> DistillationConfig(confidence_weighting="margin")
         Traceback (most recent call last):
         ...
         ValueError: confidence_weighting: unknown weighting 'margin' (choose none, maxprob, entropy)
+        >>> DistillationConfig(feature_weight=1.0, feature_layer="stage5")
+        Traceback (most recent call last):
+        ...
+        ValueError: feature_layer: unknown layer 'stage5' (choose decoder, stage1, stage2, stage3, stage4)
     """
 
     alpha: float = 0.5  # 1.0 = hard labels only, 0.0 = soft labels only
@@ -57,6 +72,9 @@ class DistillationConfig:
     confidence_power: float = 1.0  # confidence ** power: > 1 sharpens the preference for sure pixels
     depth_weight: float = 0.0  # multi-task: weight of the log-depth L1 against the teacher's depth, added to the
     # segmentation loss; > 0 gives the student a depth head (perception.depth) and needs a teacher with depth
+    feature_weight: float = 0.0  # feature distillation's weight (0 = off: logits-only distillation)
+    feature_layer: str = "decoder"  # decoder | stage1 | stage2 | stage3 | stage4 (perception.taps)
+    feature_stride: int = 8  # the teacher's feature map ships at 1/this of the frame
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -72,6 +90,14 @@ class DistillationConfig:
             raise ValueError(f"confidence_floor must be in [0, 1), got {self.confidence_floor}")
         if not self.confidence_power > 0:
             raise ValueError(f"confidence_power must be > 0, got {self.confidence_power}")
+        if not self.feature_weight >= 0.0:  # also refuses NaN
+            raise ValueError(f"feature_weight must be >= 0 (0 = off), got {self.feature_weight}")
+        check_tap(self.feature_layer, self.feature_stride)  # ValueError naming feature_layer / feature_stride
+
+    @property
+    def features(self) -> bool:
+        """Whether feature distillation is on (the teacher must ship features)."""
+        return self.feature_weight > 0
 
 
 ROBUST_LOSSES = ("none", "ard", "rslad", "trades")

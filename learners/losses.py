@@ -192,6 +192,22 @@ def feature_loss(student_features: torch.Tensor, teacher_features: torch.Tensor)
     return F.mse_loss(F.normalize(student_features, dim=1), F.normalize(teacher_features, dim=1))
 
 
+def feature_distance(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """:func:`feature_loss` times the channel count: the mean over pixels of the squared distance
+    between the two unit feature vectors, ``2 - 2 cos`` (0 = the same direction, 4 = opposite),
+    a scale that does not shrink as the teacher's layer gets wider.
+
+    Shape:
+        student_features (B, C, H, W), teacher_features (B, C, h, w) -> scalar
+
+    Example:
+        >>> a = torch.tensor([[[[1.0]], [[0.0]]]])  # (1, 2, 1, 1)
+        >>> float(feature_distance(a, a)), float(feature_distance(a, -a)), float(feature_distance(a, a.flip(1)))
+        (0.0, 4.0, 2.0)
+    """
+    return feature_loss(student_features, teacher_features) * student_features.shape[1]
+
+
 class DistillationLoss:
     """alpha * hard + (1 - alpha) * soft, the mix every distillation recipe starts from.
 

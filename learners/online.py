@@ -7,6 +7,12 @@ student and written back to the replay buffer (see :meth:`OnlineLearner._refine`
 robust loss (:mod:`learners.robust_losses`) is taken on the clean and adversarial crops, plus
 a term on the Kornia views where samples have one.
 
+With feature distillation (``distill.feature_weight`` > 0) the teacher's feature map travels
+with the labelled frame into the replay buffer like its logits, is cropped with the same
+windows, and each step adds ``feature_weight`` times the distance between it and the
+student's map of the same layer through the learner's adapter (:mod:`learners.features`;
+the adapter is made when the first feature map arrives, as its channel count is the teacher's).
+
 Example:
     >>> import numpy as np
     >>> from perception.nets import SegNet, STUDENT_CONFIG
@@ -30,6 +36,7 @@ import torch
 from torch import nn
 
 from learners.configs import DistillationConfig, OnlineConfig, RobustDistillConfig
+from learners.features import FeatureDistiller
 from learners.losses import DistillationLoss, hard_label_loss
 from learners.replay import ReplayBuffer, ReplayConfig, ReplaySample
 from learners.robust_losses import RobustDistillationLoss
@@ -90,6 +97,14 @@ class OnlineLearner:
         if self.depth_weight > 0 and robust.loss != "none":
             raise ValueError(f"distill.depth_weight > 0 is not combined with robust.loss={robust.loss}: "
                              f"set robust.loss=none or distill.depth_weight=0")
+        if self.depth_weight > 0 and distill.features:
+            raise ValueError("distill.depth_weight and distill.feature_weight are not combined yet: set one of them to 0")
+        self.distill = distill
+        self.seed = seed
+        if distill.features and not hasattr(self.model, "tap"):
+            raise ValueError(f"distill.feature_weight={distill.feature_weight} needs a student net with feature taps; "
+                             f"{type(self.model).__name__} has none (every perception.student_nets net has)")
+        self.features: FeatureDistiller | None = None  # the adapter, once the teacher's first feature map came
         self.robust = robust
         self.robust_loss = None if robust.loss == "none" else RobustDistillationLoss(robust, distill)
         self.refine_ms_total = 0.0  # wall milliseconds spent refining adversarial views (cumulative)
@@ -121,6 +136,19 @@ class OnlineLearner:
             else:
                 avg.copy_(new)  # counters such as num_batches_tracked
 
+    def _feature_distiller(self, teacher_channels: int) -> FeatureDistiller:
+        """The adapter to ``teacher_channels`` (made on first use, its parameters added to the
+        optimiser: the adapter trains with the student)."""
+        if self.features is None:
+            self.features = FeatureDistiller(self.model, self.distill.feature_layer, teacher_channels, seed=self.seed)
+            self.features.adapter.to(self.device)
+            self.optimizer.add_param_group({"params": list(self.features.adapter.parameters())})
+        return self.features
+
+    def _trained_parameters(self) -> list[nn.Parameter]:
+        params = list(self.model.parameters())
+        return params if self.features is None else params + list(self.features.adapter.parameters())
+
     def _windows(self, batch: int, height: int, width: int, stride: int) -> list[tuple[int, int, int, int]] | None:
         """One random crop window (top, left, height, width) per sample, on the teacher grid's
         stride; None when ``online.crop`` keeps whole frames."""
@@ -136,35 +164,74 @@ class OnlineLearner:
         return windows
 
     def _crop(self, images: np.ndarray, targets: np.ndarray, teacher: np.ndarray | None,
-              views: Sequence[Sequence[np.ndarray | None]] = ()):
-        """Random crops (one per sample), aligned to the teacher logits' grid; ``views`` are
-        per-sample lists of optional arrays at the frame's size (the robustness views),
-        cropped with the same windows.
+              views: Sequence[Sequence[np.ndarray | None]] = (), features: np.ndarray | None = None):
+        """Random crops (one per sample), aligned to the teacher logits' grid (and to the
+        teacher features' grid, when there are features: windows then start on multiples of
+        both strides); ``views`` are per-sample lists of optional arrays at the frame's size
+        (the robustness views), cropped with the same windows; ``features`` are cropped on
+        their own grid at the same places.
 
         Shape:
-            images (B, H, W, 3), targets (B, H, W), teacher (B, K, h, w), views [B x (H, W, ...) or None]
-            -> the same, cropped, and the windows [(top, left, height, width)] * B
+            images (B, H, W, 3), targets (B, H, W), teacher (B, K, h, w), views [B x (H, W, ...) or None],
+            features (B, C, h', w') -> the same, cropped, the windows [(top, left, height, width)] * B,
+            and the features, cropped
         """
         batch, height, width = targets.shape
         stride = height // teacher.shape[2] if teacher is not None else 1
-        windows = self._windows(batch, height, width, stride)
+        feature_stride = height // features.shape[2] if features is not None else 1
+        window_stride = int(np.lcm(stride, feature_stride)) if features is not None else stride
+        windows = self._windows(batch, height, width, window_stride)
         if windows is None:
-            return images, targets, teacher, [list(v) for v in views], [(0, 0, height, width)] * batch
-        out_i, out_t, out_s = [], [], []
+            return images, targets, teacher, [list(v) for v in views], [(0, 0, height, width)] * batch, features
+        out_i, out_t, out_s, out_f = [], [], [], []
         for b, (top, left, ch, cw) in enumerate(windows):
             out_i.append(images[b, top : top + ch, left : left + cw])
             out_t.append(targets[b, top : top + ch, left : left + cw])
             if teacher is not None:
                 out_s.append(teacher[b, :, top // stride : (top + ch) // stride, left // stride : (left + cw) // stride])
+            if features is not None:
+                f = feature_stride
+                out_f.append(features[b, :, top // f : (top + ch) // f, left // f : (left + cw) // f])
         out_v = [[None if v is None else v[top : top + ch, left : left + cw] for v, (top, left, ch, cw) in zip(per, windows)]
                  for per in views]
-        return (np.stack(out_i), np.stack(out_t), (np.stack(out_s) if teacher is not None else None), out_v, windows)
+        return (np.stack(out_i), np.stack(out_t), (np.stack(out_s) if teacher is not None else None), out_v, windows,
+                (np.stack(out_f) if features is not None else None))
 
     def _training_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Shape: x (B, 3, H, W) -> logits (B, K, H, W), or on the net's own grid (loss_grid "net")."""
         if self.config.loss_grid == "net" and hasattr(self.model, "coarse_logits"):
             return self.model.coarse_logits(x)
         return self.model(x)
+
+    def _training_tap(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_training_logits` and the student's map of ``distill.feature_layer``, one pass.
+
+        Shape: x (B, 3, H, W) -> logits (B, K, h, w) (or (B, K, H, W), loss_grid "frame"), features (B, C, h', w')
+        """
+        coarse, feature = self.model.tap(x, self.distill.feature_layer)  # (B, K, h, w), (B, C, h', w')
+        if self.config.loss_grid == "frame":
+            coarse = nn.functional.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return coarse, feature
+
+    def _batch_features(self, maps: Sequence[np.ndarray | None]) -> np.ndarray | None:
+        """The teacher feature maps of a batch's samples, stacked, when feature distillation is
+        on and every sample has one (of one shape); else None (the step is logits-only).
+
+        Shape: maps [B x (C, h', w') float16 or None] -> (B, C, h', w') or None
+        """
+        if not self.distill.features or not maps or any(m is None for m in maps):
+            return None
+        if len({m.shape for m in maps}) != 1:
+            return None
+        return np.stack(maps)  # (B, C, h', w')
+
+    def _feature_term(self, student_features: torch.Tensor, teacher_features: np.ndarray) -> torch.Tensor:
+        """The unweighted feature distance of a batch (the adapter made on first use).
+
+        Shape: student_features (B, c, H', W'), teacher_features (B, C, h', w') -> scalar
+        """
+        target = torch.from_numpy(np.ascontiguousarray(teacher_features)).to(self.device).float()  # (B, C, h', w')
+        return self._feature_distiller(target.shape[1]).loss(student_features, target)
 
     def _predicting(self) -> nn.Module:
         """The predictor, in the batch-norm mode of ``online.predict_bn``."""
@@ -212,7 +279,8 @@ class OnlineLearner:
 
     def learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
               catch_up: bool = False, views: FrameViews | None = None, steps: int | None = None,
-              stop: Callable[[], bool] | None = None, depth: np.ndarray | None = None) -> dict[str, float]:
+              stop: Callable[[], bool] | None = None, depth: np.ndarray | None = None,
+              features: np.ndarray | None = None) -> dict[str, float]:
         """Store the labelled frame, then take ``steps_per_label`` steps on it plus replay
         (``catch_up_steps`` when ``catch_up``: the student trails the teacher; ``steps`` when
         given). ``stop``, when given, is asked before every step and ends the steps once it
@@ -229,14 +297,22 @@ class OnlineLearner:
         steps then add ``depth_weight`` times the log-depth L1 on the samples that have it,
         and the mean of that term comes back as ``depth_loss`` (unweighted).
 
+
+        ``features`` (the teacher's feature map of the frame) are stored and trained on with
+        ``distill.feature_weight`` > 0 (then the mean unweighted ``feature_loss`` over the
+        steps that had features for their whole batch is returned too), and ignored otherwise.
+
+
         Shape:
-            image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None, depth (h, w) or None
+            image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None, depth (h, w) or None,
+            features (C, h', w') or None
         """
+        small_features = None if features is None or not self.distill.features else features.astype(np.float16)
         with torch_threads(self.train_threads):
             if self.robust_loss is not None:
-                return self._learn_robust(image, labels, logits, regime, catch_up, views, steps, stop)
+                return self._learn_robust(image, labels, logits, regime, catch_up, views, steps, stop, small_features)
             return self._learn(image, labels, logits, regime, catch_up, steps, stop,
-                               depth if self.depth_weight > 0 else None)
+                               depth if self.depth_weight > 0 else None, small_features)
 
     def _steps(self, catch_up: bool, steps: int | None = None) -> int:
         if steps is not None:
@@ -247,22 +323,23 @@ class OnlineLearner:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            nn.utils.clip_grad_norm_(self._trained_parameters(), self.config.grad_clip)
         self.optimizer.step()
         self._update_average()
         self.steps += 1
 
     def _learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
                catch_up: bool, steps: int | None = None, stop: Callable[[], bool] | None = None,
-               depth: np.ndarray | None = None) -> dict[str, float]:
+               depth: np.ndarray | None = None, features: np.ndarray | None = None) -> dict[str, float]:
         small_logits = None if logits is None else logits.astype(np.float16)
         small_depth = None if depth is None else depth.astype(np.float16)  # (h, w) at the logits' grid
         if small_depth is not None and (small_logits is None or small_depth.shape != small_logits.shape[1:]):
             raise ValueError(f"teacher depth must sit on the teacher logits' grid "
                              f"{None if small_logits is None else small_logits.shape[1:]}, got {small_depth.shape}")
-        self.replay.add(image, labels, small_logits, regime, depth=small_depth)
+        self.replay.add(image, labels, small_logits, regime, depth=small_depth, features=features)
         total = depth_total = 0.0
         taken = 0
+        feature_total, feature_steps = 0.0, 0
         for _ in range(self._steps(catch_up, steps)):
             if stop is not None and stop():
                 break
@@ -275,7 +352,8 @@ class OnlineLearner:
             with_depth = self.depth_weight > 0 and use_soft
             if with_depth:  # the depth rides as one more channel of the soft targets: cropped on their grid
                 soft = np.concatenate([soft, self._depth_channel(small_depth, batch, soft.shape[-2:])], 1)  # (B, K+1, h, w)
-            images, targets, soft, _, _ = self._crop(images, targets, soft)
+            maps = self._batch_features([features] + [s.features for s in batch])  # (B, C, h', w') or None
+            images, targets, soft, _, _, maps = self._crop(images, targets, soft, features=maps)
             teacher = None if soft is None else torch.from_numpy(soft).to(self.device).float()  # (B, K, h', w')
             x = images_to_tensor(images, self.device)  # (B, 3, h, w)
             y = torch.from_numpy(targets).to(self.device).long()  # (B, h, w)
@@ -286,6 +364,12 @@ class OnlineLearner:
                 depth_loss = log_depth_l1(log_depth, teacher_depth)
                 loss = self.loss(out, y, teacher) + self.depth_weight * depth_loss
                 depth_total += float(depth_loss.detach())
+            elif maps is not None:
+                out, student_map = self._training_tap(x)  # (B, K, h, w), (B, c, h'', w'')
+                term = self._feature_term(student_map, maps)
+                loss = self.loss(out, y, teacher) + self.distill.feature_weight * term
+                feature_total += float(term.detach())
+                feature_steps += 1
             else:
                 out = self._training_logits(x)  # (B, K, h, w)
                 loss = self.loss(out, y, teacher)
@@ -295,6 +379,8 @@ class OnlineLearner:
         result = {"loss": total / max(1, taken), "replay_size": float(len(self.replay)), "steps": float(taken)}
         if self.depth_weight > 0:
             result["depth_loss"] = depth_total / max(1, taken)
+        if self.distill.features:
+            result["feature_loss"] = feature_total / max(1, feature_steps)
         return result
 
     @staticmethod
@@ -322,13 +408,17 @@ class OnlineLearner:
 
     def _learn_robust(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
                       catch_up: bool, views: FrameViews | None, steps: int | None = None,
-                      stop: Callable[[], bool] | None = None) -> dict[str, float]:
+                      stop: Callable[[], bool] | None = None, features: np.ndarray | None = None) -> dict[str, float]:
         """The steps of :meth:`learn` with a robust loss: every sample of a batch brings its
-        adversarial view (refined, then written back) and its Kornia view, if it has one."""
+        adversarial view (refined, then written back) and its Kornia view, if it has one; with
+        feature distillation the feature term is taken on the clean crops."""
         assert self.robust_loss is not None
         small_logits = None if logits is None else logits.astype(np.float16)
-        newest = self.replay.add(image, labels, small_logits, regime, views=views)
+        newest = self.replay.add(image, labels, small_logits, regime, views=views, features=features)
         sums = {"loss": 0.0, "clean_loss": 0.0, "robust_loss": 0.0, "corrupt_loss": 0.0}
+        if self.distill.features:
+            sums["feature_loss"] = 0.0
+        feature_steps = 0
         taken = 0
         for _ in range(self._steps(catch_up, steps)):
             if stop is not None and stop():
@@ -340,8 +430,9 @@ class OnlineLearner:
             use_soft = all(s.logits is not None for s in batch)
             soft = np.stack([s.logits for s in batch]) if use_soft else None  # (B, K, h, w)
             per_sample = ([s.adversarial for s in batch], [s.corrupted for s in batch], [s.corrupted_labels for s in batch])
-            images, targets, soft, (adversarial, corrupted, corrupted_labels), windows = self._crop(
-                images, targets, soft, per_sample)
+            maps = self._batch_features([s.features for s in batch])  # (B, C, h', w') or None
+            images, targets, soft, (adversarial, corrupted, corrupted_labels), windows, maps = self._crop(
+                images, targets, soft, per_sample, features=maps)
             x = images_to_tensor(images, self.device)  # (B, 3, h, w)
             y = torch.from_numpy(targets).to(self.device).long()  # (B, h, w)
             teacher = None if soft is None else torch.from_numpy(soft).to(self.device).float()  # (B, K, h', w')
@@ -350,7 +441,10 @@ class OnlineLearner:
             if self.robust.refine_steps > 0:
                 self._write_back(batch, windows, images, x, x_adv)
             self.refine_ms_total += (time.perf_counter() - started) * 1000.0
-            clean_logits = self._training_logits(x)  # (B, K, h, w); batch norm's running statistics follow clean crops
+            if maps is None:
+                clean_logits = self._training_logits(x)  # (B, K, h, w); batch norm's running statistics follow clean crops
+            else:
+                clean_logits, student_map = self._training_tap(x)  # (B, K, h, w), (B, c, h'', w'')
             with running_statistics_paused(self.model):  # ... and only them: views are normalised by their own batch
                 adversarial_logits = self._training_logits(x_adv)  # (B, K, h, w)
                 corrupt = self._corrupt_loss(batch, corrupted, corrupted_labels, teacher)
@@ -358,12 +452,19 @@ class OnlineLearner:
             if corrupt is not None:
                 loss = loss + self.robust.corrupt_weight * corrupt
                 parts["corrupt_loss"] = float(corrupt.detach())
+            if maps is not None:
+                term = self._feature_term(student_map, maps)
+                loss = loss + self.distill.feature_weight * term
+                parts["feature_loss"] = float(term.detach())
+                feature_steps += 1
             self._optimizer_step(loss)
             sums["loss"] += float(loss.detach())
             for key, value in parts.items():
                 sums[key] += value
             taken += 1
         out = {key: value / max(1, taken) for key, value in sums.items()}
+        if "feature_loss" in out:
+            out["feature_loss"] = sums["feature_loss"] / max(1, feature_steps)
         out["replay_size"] = float(len(self.replay))
         out["steps"] = float(taken)
         return out
@@ -447,8 +548,12 @@ class OnlineLearner:
         return self.robust_loss.corrupt(self._training_logits(xc), yc, tc, aligned)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Weights, optimiser moments and replay as flat tensors (for a safetensors checkpoint)."""
+        """Weights, optimiser moments and replay as flat tensors (for a safetensors checkpoint);
+        the feature adapter's weights as ``adapter.*`` when it exists."""
         out = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        if self.features is not None:
+            out.update({f"adapter.{k}": v.detach().cpu().contiguous()
+                        for k, v in self.features.adapter.state_dict().items()})
         if self.average is not None:
             out.update({f"average.{k}": v.detach().cpu().contiguous() for k, v in self.average.state_dict().items()})
         opt = self.optimizer.state_dict()
@@ -465,6 +570,9 @@ class OnlineLearner:
         if self.average is not None:
             average_state = {k[len("average."):]: v for k, v in tensors.items() if k.startswith("average.")}
             self.average.load_state_dict(average_state or model_state, strict=True)
+        adapter_state = {k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")}
+        if adapter_state:  # made before the optimiser's state is loaded: its moments follow the model's
+            self._feature_distiller(int(adapter_state["0.weight"].shape[0])).adapter.load_state_dict(adapter_state, strict=True)
         opt = self.optimizer.state_dict()
         for key, value in tensors.items():
             if key.startswith("optim."):

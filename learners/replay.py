@@ -50,6 +50,7 @@ class ReplaySample:
     corrupted_labels: np.ndarray | None = None  # (H, W) uint8, the teacher's labels moved with that view
     corrupted_aligned: bool = True  # the Kornia view is pixel-aligned with the frame (soft labels apply)
     depth: np.ndarray | None = None  # (h, w) float16 metres, the teacher's depth on its logits' grid (0 = none)
+    features: np.ndarray | None = None  # (C, h', w') float16, the teacher's feature map (feature distillation)
 
 
 def _owned(array: np.ndarray | None) -> np.ndarray | None:
@@ -80,14 +81,16 @@ class ReplayBuffer:
         return counts
 
     def add(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
-            views: FrameViews | None = None, depth: np.ndarray | None = None) -> ReplaySample:
-        """Store one labelled frame (and its robustness views and the teacher's depth, if
-        given); returns the stored sample. An image or view that is a view of memory someone else owns (a frame ring's
-        slot, a Ray object-store pack) is copied: the buffer outlives the frame.
+            views: FrameViews | None = None, depth: np.ndarray | None = None,
+            features: np.ndarray | None = None) -> ReplaySample:
+        """Store one labelled frame (and its robustness views, the teacher's depth and its
+        feature map, if given); returns the stored sample. An image or view that is a view of
+        memory someone else owns (a frame ring's slot, a Ray object-store pack) is copied: the
+        buffer outlives the frame.
 
         Shape:
-            image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None; the views at the image's size;
-            depth (h, w) or None
+            image (H, W, 3) uint8, labels (H, W) uint8, logits (K, h, w) or None; the views at the
+            image's size; depth (h, w) or None; features (C, h', w') or None
         """
         image = _owned(image)  # (H, W, 3) uint8
         adversarial = corrupted = corrupted_labels = None
@@ -118,7 +121,7 @@ class ReplayBuffer:
         # the adversarial view is always copied: the learner refines it in place (the sender's array stays as sent)
         adversarial = None if adversarial is None else np.array(adversarial)
         sample = ReplaySample(image, labels, logits, int(regime), adversarial, _owned(corrupted),
-                              _owned(corrupted_labels), aligned, _owned(depth))
+                              _owned(corrupted_labels), aligned, _owned(depth), _owned(features))
         self.samples.append(sample)
         return sample
 
@@ -143,7 +146,7 @@ class ReplayBuffer:
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The buffer as plain arrays (for a checkpoint); logits are dropped if any is missing.
 
-        Views and the teacher's depth are stacked over the samples that hold one, with a
+        Views, the teacher's depth and its feature maps are stacked over the samples that hold one, with a
         presence mask over all samples (``replay.<name>_present``, (N,) uint8); keys of absent
         ones are left out.
         """
@@ -190,9 +193,10 @@ class ReplayBuffer:
                     views["corrupted_labels"][i],
                     True if aligned is None else bool(aligned[i]),
                     views["depth"][i],
+                    views["features"][i],
                 )
             )
 
 
-_VIEWS = ("adversarial", "corrupted", "corrupted_labels")  # the robustness views of a ReplaySample
-_OPTIONAL = _VIEWS + ("depth",)  # its optional per-sample arrays
+_VIEWS = ("adversarial", "corrupted", "corrupted_labels")  # the robustness views a ReplaySample may hold
+_OPTIONAL = _VIEWS + ("depth", "features")  # every optional per-sample array of a ReplaySample

@@ -164,6 +164,7 @@ class StreamLearner:
         self.logged_rate = self.scheduler.rate
         self.teacher_calls = 0
         self.gate = StaticGate(static) if static.enabled else None  # skips picks that repeat the last frame learned
+        self.warned_features = False  # feature distillation on, a teacher answer without features: warned once
         if self.checkpoint_dir is not None:
             self.restore_latest()
 
@@ -254,10 +255,16 @@ class StreamLearner:
 
                 if self.learner.depth_weight > 0 and output.depth is not None:
                     teacher_depth = output.depth[0].astype(np.float16)  # (h, w) metres, 0 = none
+                features = None if output.features is None else output.features[0]  # (C, h', w')
+                if features is None and self.learner.distill.features and not self.warned_features:
+                    log.warning("distill.feature_weight > 0 but the teacher's answer for frame %d has no features: "
+                                "those frames are distilled from logits only", item.frame.index)
+                    self.warned_features = True
                 metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime,
                                              catch_up=self.scheduler.trailing, views=output.views,
                                              steps=None if stop_at is None else self.scheduler.config.max_updates,
-                                             stop=None if stop_at is None else stop, depth=teacher_depth)
+                                             stop=None if stop_at is None else stop, depth=teacher_depth,
+                                             features=features)
                 if self.scheduler.wants_after:  # the agreement after learning (jitnet: after its last update)
                     done = stop_at is not None and reached[-1] >= stop_at  # else: measured before its last update
                     self.scheduler.on_learned(reached[-1] if done else self._agreement_now(item.frame.image, teacher_labels))

@@ -111,6 +111,14 @@ class SegNet(nn.Module):
         Shape:
             x (B, 3, H, W) float in [0, 1] -> (B, decoder, H/2, W/2)
         """
+        return self._decode(x)[0]
+
+    def _decode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The decoder's output and the four encoder stages' (strides 4, 8, 16, 32).
+
+        Shape:
+            x (B, 3, H, W) -> (B, D, H/2, W/2), [(B, widths[i], H/2^(i+2), W/2^(i+2))] * 4
+        """
         x = (x - self.mean) / self.std  # (B, 3, H, W)
         stem = self.stem(x)  # (B, stem, H/2, W/2)
         skips = []
@@ -124,7 +132,23 @@ class SegNet(nn.Module):
             top = F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
             top = self.smooth[level](top + lateral)
         top = F.interpolate(top, size=stem.shape[-2:], mode="bilinear", align_corners=False)
-        return top + self.stem_lateral(stem)  # (B, D, H/2, W/2)
+        return top + self.stem_lateral(stem), skips  # (B, D, H/2, W/2)
+
+    def tap(self, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`coarse_logits` (the same values) and the feature map of ``layer``, one forward
+        pass: ``"decoder"`` (before the classifier, stride 2) or ``"stage1"`` .. ``"stage4"``
+        (the encoder stages, strides 4 .. 32; :data:`perception.taps.TAP_STRIDES`).
+
+        Shape:
+            x (B, 3, H, W) -> (B, K, H/2, W/2), (B, tap_channels(layer), H/s, W/s)
+        """
+        decoded, skips = self._decode(x)  # (B, D, H/2, W/2)
+        feature = decoded if layer == "decoder" else skips[_stage_index(layer)]
+        return self.head(decoded), feature  # (B, K, H/2, W/2), (B, C, h, w)
+
+    def tap_channels(self, layer: str) -> int:
+        """Channels of :meth:`tap`'s feature map at ``layer``."""
+        return self.config.decoder if layer == "decoder" else self.config.widths[_stage_index(layer)]
 
     def coarse_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits on the network's own output grid, before the upsampling to the input size
@@ -139,6 +163,15 @@ class SegNet(nn.Module):
         """Shape: x (B, 3, H, W) float in [0, 1] -> logits (B, num_classes, H, W)."""
         logits = self.coarse_logits(x)  # (B, K, H/2, W/2)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _stage_index(layer: str) -> int:
+    """``"stage1"`` .. ``"stage4"`` -> 0 .. 3; anything else is refused by name."""
+    from perception.taps import FEATURE_LAYERS
+
+    if layer not in FEATURE_LAYERS or layer == "decoder":
+        raise ValueError(f"unknown feature layer {layer!r} (choose {', '.join(FEATURE_LAYERS)})")
+    return int(layer[len("stage"):]) - 1
 
 
 def count_params(module: nn.Module) -> int:

@@ -35,7 +35,7 @@ from torch import nn
 
 from perception.labels import NUM_CLASSES
 from perception.nets import (DEEP_STUDENT_CONFIG, IMAGENET_MEAN, IMAGENET_STD, STUDENT_CONFIG, TINY_STUDENT_CONFIG, ConvBNReLU,
-                             ResidualBlock, SegNet)
+                             ResidualBlock, SegNet, _stage_index)
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,14 @@ class FastSegNet(nn.Module):
         Shape:
             x (B, 3, H, W) float in [0, 1] -> (B, decoder, ceil(H/4), ceil(W/4))
         """
+        return self._decode(x)[0]  # (B, D, H/4, W/4)
+
+    def _decode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The decoder's output (stride 4) and the four encoder stages' (strides 4, 8, 16, 32).
+
+        Shape:
+            x (B, 3, H, W) -> (B, D, H/4, W/4), [(B, widths[i], H/2^(i+2), W/2^(i+2))] * 4
+        """
         x = (x - self.mean) / self.std  # (B, 3, H, W)
         y = self.stem(x)  # (B, stem, H/2, W/2)
         skips = []
@@ -114,7 +122,22 @@ class FastSegNet(nn.Module):
             lateral = self.lateral[level](skips[level])  # (B, D, h, w)
             top = F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
             top = self.smooth[level](top + lateral)  # (B, D, h, w)
-        return top  # (B, D, H/4, W/4)
+        return top, skips  # (B, D, H/4, W/4)
+
+    def tap(self, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`coarse_logits` and the feature map of ``layer`` in one forward pass (see
+        :meth:`perception.nets.SegNet.tap`; this net's ``"decoder"`` ends at stride 4).
+
+        Shape:
+            x (B, 3, H, W) -> (B, K, H/4, W/4), (B, tap_channels(layer), H/s, W/s)
+        """
+        decoded, skips = self._decode(x)  # (B, D, H/4, W/4)
+        feature = decoded if layer == "decoder" else skips[_stage_index(layer)]
+        return self.head(decoded), feature  # (B, K, H/4, W/4), (B, C, h, w)
+
+    def tap_channels(self, layer: str) -> int:
+        """Channels of :meth:`tap`'s feature map at ``layer``."""
+        return self.config.decoder if layer == "decoder" else self.config.widths[_stage_index(layer)]
 
     def coarse_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits on the network's own output grid (see :meth:`SegNet.coarse_logits`).

@@ -99,6 +99,20 @@ def build_teacher(config: RunConfig) -> Any:
     return GridAlignedTeacher(teacher, config.teacher.logits_stride)
 
 
+def ask_teacher_features(config: RunConfig, teacher: Any) -> None:
+    """With feature distillation on (``distill.feature_weight`` > 0), ask the teacher to ship
+    its ``distill.feature_layer`` map at ``distill.feature_stride`` with every answer; a teacher
+    that cannot is refused with an error naming the setting. Off: the teacher is left alone."""
+    if not config.distill.features:
+        return
+    from perception.teacher import TeacherFeatureError, request_features
+
+    try:
+        request_features(teacher, config.distill.feature_layer, config.distill.feature_stride)
+    except TeacherFeatureError as error:
+        raise ConfigError(str(error)) from None
+
+
 def build_view_maker(config: RunConfig, teacher: Any) -> Any:
     """The teacher part's :class:`~perception.view_maker.ViewMaker` (``adversarial.enabled``), or None.
 

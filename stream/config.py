@@ -50,7 +50,7 @@ from perception.evaluator import EvaluatorConfig
 from perception.views import ViewConfig
 from sim.seeds import DEFAULT_RUN_SEED
 from sim.world import SimConfig
-from perception.teachers import resolve_teacher_spec
+from perception.teachers import FEATURE_KINDS, TEACHER_KINDS, resolve_teacher_spec
 from stream.machine import usable_cores
 from stream.sources import resolve_path, resolve_spec_paths
 
@@ -218,6 +218,12 @@ class RunConfig:
                 "slots, and a crashed learner's frames cannot be read again by the clock; use auto or object_store"
             )
 
+        kind = self.teacher.spec.partition(":")[0]
+        if self.distill.features and kind in TEACHER_KINDS and kind not in FEATURE_KINDS:
+            raise ConfigError(f"distill.feature_weight={self.distill.feature_weight} asks the teacher for intermediate "
+                              f"features, but teacher.spec={self.teacher.spec!r} cannot give them (only "
+                              f"{', '.join(sorted(FEATURE_KINDS))} teachers can); set distill.feature_weight=0 for "
+                              f"logits-only distillation")
         if self.adversarial.enabled and self.robust.loss == "none":
             raise ConfigError("adversarial.enabled=true makes views that only robust distillation learns from, but "
                               "robust.loss=none: set robust.loss (ard, rslad or trades), or adversarial.enabled=false")

@@ -87,10 +87,11 @@ class TeacherPart:
     """
 
     def __init__(self, config: RunConfig, teacher: Any = None) -> None:
-        from stream.builders import build_teacher, build_view_maker  # torch: only the teacher and learner parts load it
+        from stream.builders import ask_teacher_features, build_teacher, build_view_maker  # torch: teacher and learner parts only
 
         _inference_threads(config)
         self.teacher = build_teacher(config) if teacher is None else teacher
+        ask_teacher_features(config, self.teacher)  # distill.feature_weight > 0: ship features (or say it cannot)
         self.rings = RingReaders()
         self.views = build_view_maker(config, self.teacher)  # None unless adversarial.enabled
 
@@ -104,7 +105,7 @@ class TeacherPart:
         if self.views is None or not self.views.wants(observation.index):
             return out
         views = self.views.make(observation.image, out.labels[0], observation.index)
-        return TeacherOutput(out.labels, out.logits, views=views, depth=out.depth)
+        return TeacherOutput(out.labels, out.logits, views=views, depth=out.depth, features=out.features)
 
     def sync_student(self, state: dict[str, Any]) -> int:
         """The learner's current student weights, for the views' student copy; returns the bytes."""

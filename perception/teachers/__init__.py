@@ -14,8 +14,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["TEACHER_KINDS", "TTA_MODES", "TeacherSpecError", "GridAlignedTeacher", "ResizedTeacher", "TTATeacher",
-           "at_input_size", "open_teacher", "parse_input_size", "resolve_teacher_spec", "teacher_usage", "tta_views"]
+__all__ = ["FEATURE_KINDS", "TEACHER_KINDS", "TTA_MODES", "TeacherSpecError", "GridAlignedTeacher", "ResizedTeacher",
+           "TTATeacher", "at_input_size", "open_teacher", "parse_input_size", "resolve_teacher_spec", "teacher_usage",
+           "tta_views"]
 
 INPUT_MULTIPLES: dict[str, int] = {"espnetv2": 16}  # kinds whose network needs input sides of a multiple of this
 TTA_MODES = ("none", "flip", "scales", "flip+scales")  # teacher.tta
@@ -60,6 +61,7 @@ TEACHER_KINDS: dict[str, Callable[..., Any]] = {
     "sim": _sim, "segnet": _sim, "espnetv2": _espnetv2, "torchscript": _torchscript, "onnx": _onnx,
 }
 PATH_OPTIONAL = frozenset({"sim"})  # kinds that work without a path (every other one needs KIND:PATH)
+FEATURE_KINDS = frozenset({"sim", "segnet"})  # kinds that can ship an intermediate feature map (feature distillation)
 
 
 def teacher_usage() -> str:

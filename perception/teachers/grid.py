@@ -17,7 +17,25 @@ import cv2
 import numpy as np
 import torch
 
-from perception.teacher import TeacherOutput
+from perception.teacher import TeacherOutput, request_features
+
+
+def _on_grid(array: np.ndarray, height: int, width: int, stride: int) -> np.ndarray:
+    """A (B, C, h, w) map on a whole-pixel grid of a (height, width) frame: as it is when it
+    already sits on one (the same stride both ways), else resampled (bilinear) to 1/s of the
+    frame, s the largest stride <= ``stride`` that divides both sides.
+
+    Shape:
+        array (B, C, h, w) -> (B, C, H/s, W/s), its dtype kept
+    """
+    grid_h, grid_w = array.shape[-2:]
+    if height % grid_h == 0 and width % grid_w == 0 and height // grid_h == width // grid_w:
+        return array
+    stride = next(s for s in range(stride, 0, -1) if height % s == 0 and width % s == 0)
+    resampled = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(array)).float(),
+                                                size=(height // stride, width // stride), mode="bilinear",
+                                                align_corners=False)  # (B, C, H/s, W/s)
+    return resampled.numpy().astype(array.dtype, copy=False)
 
 
 class GridAlignedTeacher:
@@ -47,28 +65,36 @@ class GridAlignedTeacher:
             raise ValueError(f"GridAlignedTeacher: stride must be >= 1, got {stride}")
         self.teacher = teacher
         self.stride = stride
+        self.feature_stride: int | None = None  # the features' stride, once asked for (request_features)
 
     def __getattr__(self, name: str) -> Any:
         if name == "teacher":  # not set yet (e.g. while unpickling)
             raise AttributeError(name)
         return getattr(self.teacher, name)
 
+    def request_features(self, layer: str, stride: int) -> None:
+        """Pass a feature request on to the wrapped teacher; its features are put on the
+        frame's grid like the logits (at the largest stride <= ``stride`` that divides the frame)."""
+        request_features(self.teacher, layer, stride)
+        self.feature_stride = stride
+
     def label(self, images: np.ndarray) -> TeacherOutput:
-        """Shape: images (B, H, W, 3) uint8 -> labels (B, H, W) uint8, logits (B, K, H/s, W/s)."""
+        """Shape: images (B, H, W, 3) uint8 -> labels (B, H, W) uint8, logits (B, K, H/s, W/s),
+        features (B, C, H/f, W/f) or None."""
         out = self.teacher.label(images)
         height, width = images.shape[1:3]
-        grid_h, grid_w = out.logits.shape[-2:]
-        if height % grid_h == 0 and width % grid_w == 0 and height // grid_h == width // grid_w:
+        logits = _on_grid(out.logits, height, width, self.stride)  # (B, K, H/s, W/s)
+        features = None
+        if out.features is not None:
+            features = _on_grid(out.features, height, width, self.feature_stride or self.stride)
+        if logits is out.logits and features is out.features:
             return out
-        stride = next(s for s in range(self.stride, 0, -1) if height % s == 0 and width % s == 0)
-        logits = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(out.logits)).float(),
-                                                 size=(height // stride, width // stride), mode="bilinear",
-                                                 align_corners=False)  # (B, K, H/s, W/s)
-        depth = None
-        if out.depth is not None:  # nearest: a 0 ("no depth") must not blend into its neighbours
-            depth = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(out.depth))[:, None],
+        depth = out.depth
+        if depth is not None and logits is not out.logits:  # nearest: a 0 ("no depth") must not blend into its neighbours
+            depth = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(depth))[:, None],
                                                     size=logits.shape[-2:], mode="nearest")[:, 0].numpy()  # (B, H/s, W/s)
-        return TeacherOutput(labels=out.labels, logits=logits.numpy(), depth=depth)
+        return TeacherOutput(labels=out.labels, logits=np.asarray(logits, np.float32), views=out.views, depth=depth,
+                             features=features)
 
 
 class ResizedTeacher:
@@ -109,6 +135,11 @@ class ResizedTeacher:
             raise AttributeError(name)
         return getattr(self.teacher, name)
 
+    def request_features(self, layer: str, stride: int) -> None:
+        """Pass a feature request on to the wrapped teacher (its features stay on the input
+        size's grid; :class:`GridAlignedTeacher` puts them on the frame's)."""
+        request_features(self.teacher, layer, stride)
+
     def macs(self, height: int, width: int) -> int:
         """The wrapped teacher's multiply-accumulates at the input size (whatever the frame's)."""
         return self.teacher.macs(*self.input_size)
@@ -125,7 +156,7 @@ class ResizedTeacher:
         out = self.teacher.label(resized)
         labels = np.stack([cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST)
                            for label in out.labels])  # (B, H, W)
-        return TeacherOutput(labels=labels, logits=out.logits, depth=out.depth)
+        return TeacherOutput(labels=labels, logits=out.logits, depth=out.depth, features=out.features)
 
 
 def at_input_size(teacher: Any, size: tuple[int, int] | None) -> Any:

@@ -20,6 +20,7 @@ from perception.depth import DepthHead
 from perception.labels import CLASS_ID
 from perception.device import resolve_device
 from perception.nets import TEACHER_CONFIG, SegNet, SegNetConfig, count_macs, count_params
+from perception.taps import TAP_STRIDES, check_tap
 from perception.teacher import TeacherOutput
 from perception.weights import WEIGHTS_DIR, load_weights
 
@@ -42,8 +43,11 @@ class SegNetTeacher:
         >>> import numpy as np
         >>> t = SegNetTeacher(weights=None, device="cpu")
         >>> out = t.label(np.zeros((1, 32, 64, 3), np.uint8))
-        >>> out.labels.shape, out.logits.shape, out.depth
-        ((1, 32, 64), (1, 19, 8, 16), None)
+        >>> out.labels.shape, out.logits.shape, out.depth, out.features is None
+        ((1, 32, 64), (1, 19, 8, 16), None, True)
+        >>> t.request_features("decoder", 8)  # feature distillation: the decoder's map at stride 8
+        >>> t.label(np.zeros((1, 32, 64, 3), np.uint8)).features.shape
+        (1, 96, 4, 8)
 
     ``depth_weights``: a depth head's safetensors (``"auto"``: the shipped one when the
     teacher's weights are the shipped ones and the file exists; None: no depth).
@@ -72,6 +76,14 @@ class SegNetTeacher:
             self.depth_head = load_weights(teacher_depth_head(net), depth_weights).to(self.device).eval()
         self.params = count_params(self.model) + (count_params(self.depth_head) if self.depth_head is not None else 0)
         self.logits_stride = logits_stride
+        self.feature_layer: str | None = None  # set by request_features: ship this layer's map too
+        self.feature_stride = 8
+
+    def request_features(self, layer: str, stride: int) -> None:
+        """Ship the feature map of ``layer`` (:data:`perception.taps.TAP_STRIDES`), average-pooled
+        to 1/``stride`` of the frame, as float16 with every answer from now on."""
+        check_tap(layer, stride)
+        self.feature_layer, self.feature_stride = layer, stride
 
     def macs(self, height: int, width: int) -> int:
         macs = count_macs(self.model, height, width)
@@ -92,26 +104,33 @@ class SegNetTeacher:
 
     @torch.inference_mode()
     def label(self, images: np.ndarray) -> TeacherOutput:
-        """Shape: images (B, H, W, 3) uint8 -> labels (B, H, W), logits (B, 19, H/s, W/s)."""
+        """Shape: images (B, H, W, 3) uint8 -> labels (B, H, W), logits (B, 19, H/s, W/s), and when
+        asked (:meth:`request_features`) features (B, C, H/f, W/f) float16."""
         if not images.flags.writeable:  # frames are read-only; torch wants writable memory
             images = images.copy()
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)  # (B, H, W, 3)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
-        features = self.model.features(x)  # (B, D, H/2, W/2)
-        logits = F.interpolate(self.model.head(features), size=x.shape[-2:], mode="bilinear",
+        decoded, skips = self.model._decode(x)  # (B, D, H/2, W/2), the encoder stages
+        logits = F.interpolate(self.model.head(decoded), size=x.shape[-2:], mode="bilinear",
                                align_corners=False)  # (B, 19, H, W), as SegNet.forward
         labels = class_labels(logits)  # (B, H, W) uint8
         s = self.logits_stride
         small = F.avg_pool2d(logits, s) if s > 1 else logits  # (B, 19, H/s, W/s)
+        features = None
+        if self.feature_layer is not None:  # the tapped layer of the same pass (SegNet.tap)
+            tapped = decoded if self.feature_layer == "decoder" else skips[int(self.feature_layer[len("stage"):]) - 1]
+            pool = self.feature_stride // TAP_STRIDES[self.feature_layer]
+            tapped = F.avg_pool2d(tapped, pool) if pool > 1 else tapped  # (B, C, H/f, W/f)
+            features = tapped.to(torch.float16).cpu().numpy()
         depth = None
         if self.depth_head is not None:
-            metres = self.depth_from_features(features)  # (B, H/4, W/4)
+            metres = self.depth_from_features(decoded)  # (B, H/4, W/4)
             if metres.shape[-2:] != small.shape[-2:]:
                 metres = F.interpolate(metres[:, None], size=small.shape[-2:], mode="bilinear",
                                        align_corners=False)[:, 0]  # (B, H/s, W/s)
             sky = small.argmax(1) == CLASS_ID["sky"]  # (B, H/s, W/s) the teacher sees no depth there
             depth = metres.masked_fill(sky, 0.0).float().cpu().numpy()
-        return TeacherOutput(labels, small.float().cpu().numpy(), depth=depth)
+        return TeacherOutput(labels, small.float().cpu().numpy(), depth=depth, features=features)
 
 
 class _OnFeatures(torch.nn.Module):
