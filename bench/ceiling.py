@@ -58,7 +58,7 @@ from perception.weights import WEIGHTS_DIR, load_weights, save_weights  # noqa: 
 from sim.seeds import CEILING_BENCH, CEILING_BLOCK, student_training_worlds, training_use  # noqa: E402
 from stream.builders import shipped_student_weights  # noqa: E402
 from stream.config import load_config  # noqa: E402
-from stream.training import StudentTrainingConfig, fit_student, label_dataset, render_dataset  # noqa: E402
+from stream.training import StudentTrainingConfig, fit_student, in_batches, label_dataset, render_dataset  # noqa: E402
 
 CEILING_TARGET = 0.95  # online / ceiling, overall and on every domain
 TEACHER_TARGET = 0.92  # online / teacher
@@ -138,9 +138,7 @@ def score_ceilings(weights: dict[str, Path], seed: int, frames: int, batch: int 
     teacher = open_teacher("sim", device="cpu")
     evaluators = {name: StreamingEvaluator() for name in [*models, "teacher"]}
     source = SimSource(load_config(None, []).sim, seed=seed, frames=frames, schedule="tour")
-    pack: list[Any] = []
-
-    def flush() -> None:
+    for pack in in_batches(source, batch):
         images = np.stack([f.image for f in pack])  # (B, H, W, 3)
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
         predictions = {"teacher": teacher.label(images).labels}
@@ -150,14 +148,6 @@ def score_ceilings(weights: dict[str, Path], seed: int, frames: int, batch: int 
         for name, labels in predictions.items():
             for frame, label in zip(pack, labels):
                 evaluators[name].update(frame.domain, label, ground_truth=frame.label)
-        pack.clear()
-
-    for frame in source:
-        pack.append(frame)
-        if len(pack) == batch:
-            flush()
-    if pack:
-        flush()
     source.close()
     out = {}
     for name, evaluator in evaluators.items():

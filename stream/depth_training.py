@@ -40,6 +40,7 @@ from sim import seeds as world_seeds
 from sim.world import SimConfig
 from stream.config import load_config
 from stream.sources.sim import SimSource
+from stream.training import in_batches
 
 log = logging.getLogger(__name__)
 
@@ -191,22 +192,12 @@ def evaluate_teacher_depth(teacher: Any, frames: int = 240, seed: int = EVAL_SEE
         log.warning("teacher depth: world seed %d is in %s (sim.seeds): the score is not on held-out worlds", seed, fitted)
     scores = DepthScores(max_depth)
     source = SimSource(SimConfig(), seed=seed, frames=frames, schedule=schedule)
-    buffer: list[Any] = []
-
-    def flush() -> None:
-        out = teacher.label(np.stack([f.image for f in buffer]))
+    for pack in in_batches(source, batch):
+        out = teacher.label(np.stack([f.image for f in pack]))
         if out.depth is None:
             raise ValueError(f"teacher {getattr(teacher, 'name', teacher)!r} gives no depth")
-        for frame, depth in zip(buffer, out.depth):
+        for frame, depth in zip(pack, out.depth):
             scores.update(frame.domain, "teacher", depth, frame.depth)
-        buffer.clear()
-
-    for frame in source:
-        buffer.append(frame)
-        if len(buffer) == batch:
-            flush()
-    if buffer:
-        flush()
     source.close()
     summary = scores.summary()
     per_domain = {name: d["teacher_depth_abs_rel"] for name, d in summary["per_domain"].items()}

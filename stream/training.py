@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -354,6 +354,23 @@ def train_student(config: StudentTrainingConfig | None = None, out: str | Path |
             "frames": len(images), "train_s": round(time.perf_counter() - t1, 1), "device": str(dev)}
 
 
+def in_batches(frames: Iterable[Any], batch: int) -> Iterator[list[Any]]:
+    """``frames`` in lists of ``batch`` (the last one shorter), for batched scoring of a stream.
+
+    Example:
+        >>> [len(p) for p in in_batches(range(5), 2)]
+        [2, 2, 1]
+    """
+    pack: list[Any] = []
+    for frame in frames:
+        pack.append(frame)
+        if len(pack) == batch:
+            yield pack
+            pack = []
+    if pack:
+        yield pack
+
+
 def evaluate_on_sim(teacher: Any, frames: int = 1200, seed: int = EVAL_SEED, schedule: str = "all",
                     device: str = "auto", batch: int = 16) -> dict[str, Any]:
     """Per-domain mIoU and pixel accuracy of a teacher (object or spec) against sim ground truth
@@ -365,20 +382,10 @@ def evaluate_on_sim(teacher: Any, frames: int = 1200, seed: int = EVAL_SEED, sch
         teacher = open_teacher(teacher, device=device)
     evaluator = StreamingEvaluator()
     source = SimSource(SimConfig(), seed=seed, frames=frames, schedule=schedule)
-    buffer: list[Any] = []
-
-    def flush() -> None:
-        out = teacher.label(np.stack([f.image for f in buffer]))
-        for frame, pred in zip(buffer, out.labels):
+    for pack in in_batches(source, batch):
+        out = teacher.label(np.stack([f.image for f in pack]))
+        for frame, pred in zip(pack, out.labels):
             evaluator.update(frame.domain, pred, ground_truth=frame.label)
-        buffer.clear()
-
-    for frame in source:
-        buffer.append(frame)
-        if len(buffer) == batch:
-            flush()
-    if buffer:
-        flush()
     source.close()
     summary = evaluator.summary()
     per_domain = {name: {"miou": d["student_miou"], "pixel_acc": d["student_pixel_acc"], "frames": d["frames"]}
