@@ -19,6 +19,11 @@ from typing import Any
 log = logging.getLogger("odistill")
 
 
+def _three(value: float | None) -> str:
+    """A figure with three decimals, or "n/a" where the table has none."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _run_parser(sub: Any) -> None:
     from perception.teachers import teacher_usage
     from stream.sources import source_usage
@@ -214,7 +219,7 @@ def cmd_size(args: argparse.Namespace) -> int:
         print(f"odistill: {error}", file=sys.stderr)
         return 1
     print(f"within {args.budget_ms:g} ms at {args.size}: student.net={chosen.net} "
-          f"({chosen.ms[args.size]:.2f} ms, online mIoU {chosen.online_miou}, ceiling {chosen.ceiling_miou})")
+          f"({chosen.ms[args.size]:.2f} ms, online mIoU {_three(chosen.online_miou)}, ceiling {_three(chosen.ceiling_miou)})")
     if args.json:
         print(json.dumps({"budget_ms": args.budget_ms, "size": args.size, "chosen": chosen.net,
                           "rows": [dataclasses.asdict(r) for r in rows]}))
