@@ -93,6 +93,9 @@ class DistillationConfig:
         if not self.feature_weight >= 0.0:  # also refuses NaN
             raise ValueError(f"feature_weight must be >= 0 (0 = off), got {self.feature_weight}")
         check_tap(self.feature_layer, self.feature_stride)  # ValueError naming feature_layer / feature_stride
+        if self.depth_weight > 0 and self.feature_weight > 0:
+            raise ValueError(f"depth_weight={self.depth_weight} and feature_weight={self.feature_weight} are not combined "
+                             "yet: set one of them to 0")
 
     @property
     def features(self) -> bool:

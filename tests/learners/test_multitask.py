@@ -168,3 +168,10 @@ def test_build_student_attaches_head_only_when_asked() -> None:
     assert not has_depth(build_student(config))
     multitask = build_student(dataclasses.replace(config, distill=DistillationConfig(depth_weight=1.0)))
     assert has_depth(multitask)  # the shipped weights loaded, the head fresh beside them
+
+
+def test_depth_and_feature_distillation_together_are_refused_naming_both():
+    from stream.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"distill\.depth_weight=0\.5 and feature_weight=1\.0"):
+        load_config(None, ["distill.depth_weight=0.5", "distill.feature_weight=1"])
