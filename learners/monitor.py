@@ -134,17 +134,20 @@ class DriftMonitor:
         return self.update_frame(image, index)
 
     def update_frame(self, image: np.ndarray, index: int, entropy: float | None = None,
-                     confidence: float | None = None) -> bool:
+                     confidence: float | None = None, features: np.ndarray | None = None) -> bool:
         """Feed frame ``index``: its image and, when :attr:`wants_confidence`, the student's
-        entropy and confidence on it; True when this update declares a drift.
+        entropy and confidence on it; True when this update declares a drift. ``features``:
+        the frame's :func:`~learners.input_stats.frame_statistics` where the caller has them
+        already (computed here otherwise, when a detector needs them).
 
         Shape:
-            image (H, W, 3) uint8
+            image (H, W, 3) uint8, features (21,) or None
         """
         if not self.config.input:
             return False
         needs_stats = self.legacy or self.tracker is not None or self.config.signals == ("stats",)
-        features = frame_statistics(image) if needs_stats else None
+        if needs_stats and features is None:
+            features = frame_statistics(image)
         return self.update_input_features(features, index, entropy, confidence)
 
     def update_input_features(self, features: np.ndarray | None, index: int, entropy: float | None = None,

@@ -179,7 +179,7 @@ class StreamLearner:
             raise ValueError(f"learner expected frame {self.next_index}, got {frame.index} from {frame.source_id}")
         self.next_index += 1
         result = StepResult(index=frame.index, asked_teacher=False, teacher_rate=self.scheduler.rate)
-        stats = frame_statistics(frame.image) if self.experts is not None else None  # (21,)
+        stats = frame_statistics(frame.image) if self.experts is not None else None  # (21,), shared with the monitor
         expert = self.experts.route(stats) if self.experts is not None else None
         if expert is None:
             prediction = self.learner.predict(frame.image)  # (H, W) uint8, before any learning
@@ -189,7 +189,8 @@ class StreamLearner:
         if self.monitor.wants_confidence:  # from the prediction's own logits: no second forward pass
             entropy_t, confidence_t = softmax_confidence(self.learner.last_logits)  # (1,), (1,)
             entropy, confidence = float(entropy_t[0]), float(confidence_t[0])
-        if self.monitor.update_frame(frame.image, frame.index, entropy, confidence):
+        shared = {} if stats is None else {"features": stats}  # the experts' statistics: not computed twice
+        if self.monitor.update_frame(frame.image, frame.index, entropy, confidence, **shared):
             self._on_drift(frame.index, "input", result)
         if self.experts is not None:
             decided = self.experts.observe(frame.index, stats)

@@ -143,12 +143,11 @@ class SegNet(nn.Module):
             x (B, 3, H, W) -> (B, K, H/2, W/2), (B, tap_channels(layer), H/s, W/s)
         """
         decoded, skips = self._decode(x)  # (B, D, H/2, W/2)
-        feature = decoded if layer == "decoder" else skips[_stage_index(layer)]
-        return self.head(decoded), feature  # (B, K, H/2, W/2), (B, C, h, w)
+        return self.head(decoded), pick_layer(decoded, skips, layer)  # (B, K, H/2, W/2), (B, C, h, w)
 
     def tap_channels(self, layer: str) -> int:
         """Channels of :meth:`tap`'s feature map at ``layer``."""
-        return self.config.decoder if layer == "decoder" else self.config.widths[_stage_index(layer)]
+        return layer_channels(self.config.decoder, self.config.widths, layer)
 
     def coarse_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits on the network's own output grid, before the upsampling to the input size
@@ -163,6 +162,25 @@ class SegNet(nn.Module):
         """Shape: x (B, 3, H, W) float in [0, 1] -> logits (B, num_classes, H, W)."""
         logits = self.coarse_logits(x)  # (B, K, H/2, W/2)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def pick_layer(decoded: torch.Tensor, skips: list[torch.Tensor], layer: str) -> torch.Tensor:
+    """The feature map named ``layer`` of one pass: the decoder's output, or an encoder stage's.
+
+    Shape:
+        decoded (B, D, h, w), skips [(B, widths[i], h_i, w_i)] * 4 -> the chosen map
+    """
+    return decoded if layer == "decoder" else skips[_stage_index(layer)]
+
+
+def layer_channels(decoder: int, widths: tuple[int, ...], layer: str) -> int:
+    """Channels of the map :func:`pick_layer` gives for ``layer`` in a net of these widths.
+
+    Example:
+        >>> layer_channels(96, (16, 32, 64, 128), "decoder"), layer_channels(96, (16, 32, 64, 128), "stage2")
+        (96, 32)
+    """
+    return decoder if layer == "decoder" else widths[_stage_index(layer)]
 
 
 def _stage_index(layer: str) -> int:

@@ -35,7 +35,7 @@ from torch import nn
 
 from perception.labels import NUM_CLASSES
 from perception.nets import (DEEP_STUDENT_CONFIG, IMAGENET_MEAN, IMAGENET_STD, STUDENT_CONFIG, TINY_STUDENT_CONFIG, ConvBNReLU,
-                             ResidualBlock, SegNet, _stage_index)
+                             ResidualBlock, SegNet, layer_channels, pick_layer)
 
 
 @dataclass(frozen=True)
@@ -132,12 +132,11 @@ class FastSegNet(nn.Module):
             x (B, 3, H, W) -> (B, K, H/4, W/4), (B, tap_channels(layer), H/s, W/s)
         """
         decoded, skips = self._decode(x)  # (B, D, H/4, W/4)
-        feature = decoded if layer == "decoder" else skips[_stage_index(layer)]
-        return self.head(decoded), feature  # (B, K, H/4, W/4), (B, C, h, w)
+        return self.head(decoded), pick_layer(decoded, skips, layer)  # (B, K, H/4, W/4), (B, C, h, w)
 
     def tap_channels(self, layer: str) -> int:
         """Channels of :meth:`tap`'s feature map at ``layer``."""
-        return self.config.decoder if layer == "decoder" else self.config.widths[_stage_index(layer)]
+        return layer_channels(self.config.decoder, self.config.widths, layer)
 
     def coarse_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits on the network's own output grid (see :meth:`SegNet.coarse_logits`).

@@ -19,7 +19,7 @@ from perception.argmax import class_labels
 from perception.depth import DepthHead
 from perception.labels import CLASS_ID
 from perception.device import resolve_device
-from perception.nets import TEACHER_CONFIG, SegNet, SegNetConfig, count_macs, count_params
+from perception.nets import TEACHER_CONFIG, SegNet, SegNetConfig, count_macs, count_params, pick_layer
 from perception.taps import TAP_STRIDES, check_tap
 from perception.teacher import TeacherOutput
 from perception.weights import WEIGHTS_DIR, load_weights
@@ -118,7 +118,7 @@ class SegNetTeacher:
         small = F.avg_pool2d(logits, s) if s > 1 else logits  # (B, 19, H/s, W/s)
         features = None
         if self.feature_layer is not None:  # the tapped layer of the same pass (SegNet.tap)
-            tapped = decoded if self.feature_layer == "decoder" else skips[int(self.feature_layer[len("stage"):]) - 1]
+            tapped = pick_layer(decoded, skips, self.feature_layer)  # (B, C, H/t, W/t)
             pool = self.feature_stride // TAP_STRIDES[self.feature_layer]
             tapped = F.avg_pool2d(tapped, pool) if pool > 1 else tapped  # (B, C, H/f, W/f)
             features = tapped.to(torch.float16).cpu().numpy()
