@@ -154,18 +154,23 @@ class ExpertBank:
         self.pending, self.pending_since = [], index
         self.snapshots.clear()
 
-    def route(self, stats: np.ndarray) -> BankedExpert | None:
+    def route(self, stats: np.ndarray, index: int | None = None) -> BankedExpert | None:
         """The banked expert that should predict a frame with statistics ``stats`` (K,), or None
         for the learning student: the nearest banked expert when it is nearer than the learning
         student's regime, or, while that regime has no signature yet (the ``warmup`` frames
-        after a drift), when it lies within ``match``."""
+        after a drift), when it lies within ``match``. With the frame's ``index`` the chosen
+        expert counts as used there, so a full bank evicts the least recently used expert."""
         if self.config.route == "active" or not self.banked:
             return None
         cfg = self.config
         scores = [expert.signature.score(stats, cfg.min_std, cfg.z_clip) for expert in self.banked]
         best = int(np.argmin(scores))
         active = self.active.score(stats, cfg.min_std, cfg.z_clip) if self.active_ready else None
-        return self.banked[best] if nearer(scores[best], active, cfg.match) else None
+        if not nearer(scores[best], active, cfg.match):
+            return None
+        if index is not None:
+            self.banked[best].last_used = max(self.banked[best].last_used, index)
+        return self.banked[best]
 
     @property
     def active_ready(self) -> bool:

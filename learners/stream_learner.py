@@ -180,7 +180,7 @@ class StreamLearner:
         self.next_index += 1
         result = StepResult(index=frame.index, asked_teacher=False, teacher_rate=self.scheduler.rate)
         stats = frame_statistics(frame.image) if self.experts is not None else None  # (21,), shared with the monitor
-        expert = self.experts.route(stats) if self.experts is not None else None
+        expert = self.experts.route(stats, frame.index) if self.experts is not None else None
         if expert is None:
             prediction = self.learner.predict(frame.image)  # (H, W) uint8, before any learning
         else:  # a banked expert's regime: its own network predicts

@@ -121,6 +121,16 @@ def test_the_oldest_banked_expert_leaves_a_full_bank():
     assert len(learner.experts.banked) == 1 and learner.experts.banked[0].expert_id == 1
 
 
+def test_a_full_bank_evicts_the_least_recently_routed_expert_not_the_oldest_banked():
+    learner = learner_with_experts(max_experts=3)
+    feed(learner, [DAY] * 8 + [NIGHT] * 8 + [110] * 8, drifts={8, 16})
+    bank = learner.experts
+    assert [e.expert_id for e in bank.banked] == [0, 1]  # day banked at 8, night at 16
+    assert bank.route(frame_statistics(image(DAY, 99)), index=30).expert_id == 0  # day predicted at frame 30
+    bank.on_drift(31)  # the active expert joins a full bank: night, unused since 16, leaves
+    assert sorted(e.expert_id for e in bank.banked) == [0, 2]
+
+
 def test_lookback_banks_the_snapshot_from_before_the_detection():
     torch.manual_seed(0)
     online = OnlineLearner(OnlineConfig(batch_size=1), SegNet(STUDENT_CONFIG), seed=0)
