@@ -354,7 +354,7 @@ def run_1hz(teacher: CachedTeacher, args: argparse.Namespace) -> dict[str, Any]:
     """Each 1 Hz drive streamed on its own for ``args.passes`` passes (module docstring, 5.);
     per-drive figures and their medians."""
     drives: dict[str, Any] = {}
-    for drive in DRIVE_NAMES:
+    for drive in args.drives:
         base = teacher_on_clip(teacher, source=open_drive(drive, f"{drive}-teacher", args.frames))
         out = str(Path(args.out) / f"1hz-{drive}")
         config = load_run_config(Path(args.config), args.passes, base["frames"], out, args.threads, args.set)
@@ -399,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ingest", action="store_true", help="leave out the Ray ingest measurement")
     parser.add_argument("--skip-1hz", action="store_true", help="leave out the three 1 Hz CamVid drives (camvid_1hz)")
     parser.add_argument("--only-1hz", action="store_true", help="run the 1 Hz drives alone (nothing else)")
+    parser.add_argument("--drives", default=",".join(DRIVE_NAMES),
+                        help="1 Hz drives to stream (comma list; the medians are over these)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -410,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.passes < 1 or (args.frames is not None and args.frames < 1) or args.threads < 1:
         parser.error("--passes, --frames and --threads must be >= 1")
+    args.drives = [d for d in args.drives.split(",") if d]
+    unknown = sorted(set(args.drives) - set(DRIVE_NAMES))
+    if unknown or not args.drives:
+        parser.error(f"--drives: unknown drive(s) {', '.join(unknown) or '(none given)'}; the 1 Hz drives are {', '.join(DRIVE_NAMES)}")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     size_text = f"{args.teacher_size[1]}x{args.teacher_size[0]}"

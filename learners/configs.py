@@ -165,6 +165,10 @@ class OnlineConfig:
     ema: float = 0.0  # predict with an exponential moving average of the weights, this decay per step (0 = off)
     loss_grid: str = "net"  # where the training losses are taken: "net" = the network's own output grid
     # (its coarse_logits, labels sampled there: a step costs about a third less) or "frame" = full size
+    idle_steps_per_second: float = 0.0  # replay-only steps for every second of stream time between frames
+    # (what the learner's hardware does while it waits for the next frame: a 1 Hz log leaves it a whole
+    # second per frame, a 15 Hz stream 67 ms); 0 = none
+    idle_max_seconds: float = 2.0  # a longer gap between frames (a break in the log) counts as this long
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -179,6 +183,10 @@ class OnlineConfig:
             raise ValueError(f"loss_grid must be 'net' or 'frame', got {self.loss_grid!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if not self.idle_steps_per_second >= 0:
+            raise ValueError(f"idle_steps_per_second must be >= 0, got {self.idle_steps_per_second}")
+        if not self.idle_max_seconds > 0:
+            raise ValueError(f"idle_max_seconds must be > 0, got {self.idle_max_seconds}")
 
 
 EXPERT_ROUTES = ("frame", "active")
@@ -238,6 +246,9 @@ class ExpertConfig:
 @dataclass(frozen=True)
 class StreamLearnerConfig:
     teacher_latency: int = 3  # frames between asking the teacher and learning from its answer
+    teacher_latency_s: float = 0.0  # seconds of stream time after which an answer is there at the latest
+    # (0 = frames only): the answer is learned before the first frame at least this much later is predicted,
+    # so on a 1 Hz log a 0.2 s teacher has answered by the next frame; teacher_latency frames stay the bound
     checkpoint_every: int = 600  # frames between checkpoints (0 = never)
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
     rate_event_change: float = 0.25  # log a teacher-rate event when the rate moved this much (relative)
@@ -248,6 +259,8 @@ class StreamLearnerConfig:
             raise ValueError(f"agreement must be 'pixel' or 'miou', got {self.agreement!r}")
         if self.teacher_latency < 0:
             raise ValueError(f"teacher_latency must be >= 0, got {self.teacher_latency}")
+        if not self.teacher_latency_s >= 0:
+            raise ValueError(f"teacher_latency_s must be >= 0, got {self.teacher_latency_s}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 

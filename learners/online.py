@@ -337,14 +337,45 @@ class OnlineLearner:
             raise ValueError(f"teacher depth must sit on the teacher logits' grid "
                              f"{None if small_logits is None else small_logits.shape[1:]}, got {small_depth.shape}")
         self.replay.add(image, labels, small_logits, regime, depth=small_depth, features=features)
+        newest = ReplaySample(image, labels, small_logits, regime, depth=small_depth, features=features)
+        return self._train_with(newest, self._steps(catch_up, steps), regime, stop)
+
+    def rehearse(self, steps: int, regime: int) -> dict[str, float]:
+        """Take ``steps`` steps on replay alone (no new frame): each batch is ``batch_size``
+        stored frames, drawn as the steps on a new label draw theirs. The stream learner spends
+        the time between frames this way (``online.idle_steps_per_second``). Returns the mean
+        ``loss``, ``replay_size`` and the ``steps`` taken (none while the buffer is empty).
+
+        >>> from perception.nets import SegNet, STUDENT_CONFIG
+        >>> learner = OnlineLearner(OnlineConfig(batch_size=2, crop=(0, 0)), SegNet(STUDENT_CONFIG), seed=0)
+        >>> learner.rehearse(3, regime=0)["steps"]
+        0.0
+        """
+        if self.robust_loss is not None:
+            raise ValueError("rehearsal steps (online.idle_steps_per_second) do not take a robust loss yet: "
+                             "set robust.loss=none or online.idle_steps_per_second=0")
+        if steps <= 0 or not len(self.replay):
+            return {"loss": 0.0, "replay_size": float(len(self.replay)), "steps": 0.0}
+        with torch_threads(self.train_threads):
+            newest = self.replay.sample(1, current_regime=regime)[0]
+            return self._train_with(newest, steps, regime, None, rehearsal=True)
+
+    def _train_with(self, newest: ReplaySample, steps: int, regime: int, stop: Callable[[], bool] | None,
+                    rehearsal: bool = False) -> dict[str, float]:
+        """``steps`` steps, each on ``newest`` plus ``batch_size - 1`` replayed frames (with
+        ``rehearsal``: frames other than ``newest``, itself drawn from the buffer)."""
+        image, labels, small_logits, small_depth, features = (newest.image, newest.labels, newest.logits,
+                                                              newest.depth, newest.features)
         total = depth_total = 0.0
         taken = 0
         feature_total, feature_steps = 0.0, 0
-        for _ in range(self._steps(catch_up, steps)):
+        for _ in range(steps):
             if stop is not None and stop():
                 break
             self.model.train()
-            batch = self.replay.sample(self.config.batch_size - 1, current_regime=regime)
+            batch = self.replay.sample(self.config.batch_size - 1 + int(rehearsal), current_regime=regime)
+            if rehearsal:
+                batch = [s for s in batch if s is not newest][: self.config.batch_size - 1]
             images = np.stack([image] + [s.image for s in batch])  # (B, H, W, 3)
             targets = np.stack([labels] + [s.labels for s in batch])  # (B, H, W)
             use_soft = small_logits is not None and all(s.logits is not None for s in batch)

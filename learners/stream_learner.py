@@ -164,6 +164,9 @@ class StreamLearner:
         self.logged_rate = self.scheduler.rate
         self.teacher_calls = 0
         self.gate = StaticGate(static) if static.enabled else None  # skips picks that repeat the last frame learned
+        self.last_timestamp: float | None = None  # the previous frame's, for the idle steps between frames
+        self.idle_credit = 0.0  # idle steps owed, fractional
+        self.idle_steps = 0  # replay steps taken between frames
         self.warned_features = False  # feature distillation on, a teacher answer without features: warned once
         if self.checkpoint_dir is not None:
             self.restore_latest()
@@ -179,6 +182,9 @@ class StreamLearner:
             raise ValueError(f"learner expected frame {self.next_index}, got {frame.index} from {frame.source_id}")
         self.next_index += 1
         result = StepResult(index=frame.index, asked_teacher=False, teacher_rate=self.scheduler.rate)
+        if self.config.teacher_latency_s > 0:  # answers that came in before this frame: learned before it is predicted
+            self._finalise_arrived(frame, result)
+        self._rehearse_until(frame.timestamp)
         stats = frame_statistics(frame.image) if self.experts is not None else None  # (21,), shared with the monitor
         expert = self.experts.route(stats, frame.index) if self.experts is not None else None
         if expert is None:
@@ -276,6 +282,35 @@ class StreamLearner:
             result.outputs.append(LearnerOutput(item.frame.index, item.prediction, teacher_labels, robust=record,
                                                 student_depth=item.depth, teacher_depth=teacher_depth))
 
+    def _finalise_arrived(self, frame: Observation, result: StepResult) -> None:
+        """Apply, in order, the pending answers asked at least ``teacher_latency_s`` seconds of
+        stream time before ``frame`` (to a microsecond: timestamps are sums of float periods), or
+        ``teacher_latency`` frames before it (a log whose clock restarts, as a replayed pass,
+        still gets its answers)."""
+        while self.pending:
+            first = self.pending[0]
+            waited = frame.timestamp - first.frame.timestamp
+            if waited < self.config.teacher_latency_s - 1e-6 and frame.index - first.asked_at < self.config.teacher_latency:
+                break
+            self._finalise(first.asked_at, result)
+
+    def _rehearse_until(self, timestamp: float) -> None:
+        """Spend the stream time since the previous frame on replay steps
+        (``online.idle_steps_per_second``; a gap longer than ``idle_max_seconds``, or a clock
+        that went back, counts as at most that long)."""
+        per_second = self.learner.config.idle_steps_per_second
+        last, self.last_timestamp = self.last_timestamp, timestamp
+        if per_second <= 0 or last is None:
+            return
+        gap = min(max(timestamp - last, 0.0), self.learner.config.idle_max_seconds)
+        self.idle_credit += gap * per_second
+        steps = int(self.idle_credit)
+        if steps and len(self.learner.replay):
+            self.idle_credit -= steps
+            self.idle_steps += int(self.learner.rehearse(steps, self.regime)["steps"])
+        elif steps:
+            self.idle_credit -= steps  # nothing to rehearse yet: the time is gone
+
     def _agreement_now(self, image: np.ndarray, teacher_labels: np.ndarray) -> float:
         """The student's agreement (``learner.agreement``) with a teacher frame's labels as it
         predicts now; its batch-norm running statistics are left as they were."""
@@ -298,6 +333,7 @@ class StreamLearner:
                 "robust_probe_ms": probe.ms_total if probe else 0.0, "student_syncs": self.syncs,
                 "student_sync_bytes": self.sync_bytes, "view_frames": self.view_frames, "view_ms": self.view_ms,
                 "view_refine_ms": self.learner.refine_ms_total,
+                **({"idle_steps": self.idle_steps} if self.learner.config.idle_steps_per_second > 0 else {}),
                 **({} if self.experts is None else {"experts_restored": self.experts.restores,
                                                     "experts_created": self.experts.created,
                                                     "experts_banked": len(self.experts.banked)})}
@@ -330,6 +366,9 @@ class StreamLearner:
             "scheduler": self.scheduler.state(),
             "monitor": self.monitor.state(),
             "optimizer_steps": self.learner.steps,
+            "last_timestamp": self.last_timestamp,
+            "idle_credit": self.idle_credit,
+            "idle_steps": self.idle_steps,
             "replay_rng": self.learner.replay.rng.bit_generator.state,
             "experts": None if self.experts is None else self.experts.state(),
             **({"static_gate": self.gate.state()} if self.gate is not None else {}),
@@ -375,6 +414,10 @@ class StreamLearner:
         self.robust_asks = int(state.get("robust_asks", 0))
         self.synced_at = -1  # a restarted learner syncs the teacher side's copy again before its next ask
         self.learner.steps = int(state["optimizer_steps"])
+        last = state.get("last_timestamp")
+        self.last_timestamp = None if last is None else float(last)
+        self.idle_credit = float(state.get("idle_credit", 0.0))
+        self.idle_steps = int(state.get("idle_steps", 0))
         self.scheduler.load_state(state["scheduler"])
         self.monitor.load_state(state["monitor"])
         self.learner.replay.rng.bit_generator.state = state["replay_rng"]
