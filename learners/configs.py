@@ -169,6 +169,9 @@ class OnlineConfig:
     # (what the learner's hardware does while it waits for the next frame: a 1 Hz log leaves it a whole
     # second per frame, a 15 Hz stream 67 ms); 0 = none
     idle_max_seconds: float = 2.0  # a longer gap between frames (a break in the log) counts as this long
+    restore_prob: float = 0.0  # after every step, each weight goes back to its starting value with this
+    # probability (stochastic restore, as CoTTA, Wang et al. CVPR 2022): what the starting student knew is
+    # never overwritten for good; 0 = off
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -185,6 +188,8 @@ class OnlineConfig:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if not self.idle_steps_per_second >= 0:
             raise ValueError(f"idle_steps_per_second must be >= 0, got {self.idle_steps_per_second}")
+        if not 0.0 <= self.restore_prob < 1.0:
+            raise ValueError(f"restore_prob must be in [0, 1), got {self.restore_prob}")
         if not self.idle_max_seconds > 0:
             raise ValueError(f"idle_max_seconds must be > 0, got {self.idle_max_seconds}")
 

@@ -117,6 +117,12 @@ class OnlineLearner:
         self.rng = self.replay.rng  # one seeded generator for replay draws and crops
         # the predictor: the trained model itself, or a moving average of its weights (online.ema)
         self.average = copy.deepcopy(self.model).requires_grad_(False) if config.ema > 0 else None
+        # stochastic restore (online.restore_prob): the starting weights and the draws' own generator
+        self.source: dict[str, torch.Tensor] | None = None
+        self.restore_rng: torch.Generator | None = None
+        if config.restore_prob > 0:
+            self.source = {name: p.detach().clone() for name, p in self.model.named_parameters()}
+            self.restore_rng = torch.Generator(device=self.device).manual_seed(seed + 7919)
         self.last_logits: torch.Tensor | None = None  # (1, K, h, w) the last predict's logits (coarse grid if any)
         self.last_depth: np.ndarray | None = None  # (h, w) float16 metres: the last predict's depth (depth head only)
 
@@ -325,8 +331,20 @@ class OnlineLearner:
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self._trained_parameters(), self.config.grad_clip)
         self.optimizer.step()
+        self._restore_some()
         self._update_average()
         self.steps += 1
+
+    @torch.no_grad()
+    def _restore_some(self) -> None:
+        """Put each trained weight back to its starting value with probability ``restore_prob``
+        (batch-norm running statistics are not weights: they follow the stream)."""
+        if self.source is None:
+            return
+        assert self.restore_rng is not None
+        for name, param in self.model.named_parameters():
+            draw = torch.rand(param.shape, generator=self.restore_rng, device=param.device)  # same shape as the weight
+            param.copy_(torch.where(draw < self.config.restore_prob, self.source[name], param))
 
     def _learn(self, image: np.ndarray, labels: np.ndarray, logits: np.ndarray | None, regime: int,
                catch_up: bool, steps: int | None = None, stop: Callable[[], bool] | None = None,
@@ -587,6 +605,9 @@ class OnlineLearner:
                         for k, v in self.features.adapter.state_dict().items()})
         if self.average is not None:
             out.update({f"average.{k}": v.detach().cpu().contiguous() for k, v in self.average.state_dict().items()})
+        if self.source is not None and self.restore_rng is not None:
+            out.update({f"source.{k}": v.detach().cpu().contiguous() for k, v in self.source.items()})
+            out["restore_rng"] = self.restore_rng.get_state()
         opt = self.optimizer.state_dict()
         for pid, state in opt["state"].items():
             for key, value in state.items():
@@ -601,6 +622,12 @@ class OnlineLearner:
         if self.average is not None:
             average_state = {k[len("average."):]: v for k, v in tensors.items() if k.startswith("average.")}
             self.average.load_state_dict(average_state or model_state, strict=True)
+        if self.source is not None and self.restore_rng is not None:
+            source = {k[len("source."):]: v for k, v in tensors.items() if k.startswith("source.")}
+            if source:  # the starting weights of the run, not the resumed ones
+                self.source = {k: v.to(self.device).clone() for k, v in source.items()}
+            if "restore_rng" in tensors:
+                self.restore_rng.set_state(tensors["restore_rng"])
         adapter_state = {k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")}
         if adapter_state:  # made before the optimiser's state is loaded: its moments follow the model's
             self._feature_distiller(int(adapter_state["0.weight"].shape[0])).adapter.load_state_dict(adapter_state, strict=True)
