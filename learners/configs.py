@@ -169,6 +169,8 @@ class OnlineConfig:
     # (what the learner's hardware does while it waits for the next frame: a 1 Hz log leaves it a whole
     # second per frame, a 15 Hz stream 67 ms); 0 = none
     idle_max_seconds: float = 2.0  # a longer gap between frames (a break in the log) counts as this long
+    train_bn: str = "batch"  # batch norm in the learning steps: "batch" (normalise by the batch, running
+    # statistics follow it) or "frozen" (normalise by the running statistics and keep them)
     restore_prob: float = 0.0  # after every step, each weight goes back to its starting value with this
     # probability (stochastic restore, as CoTTA, Wang et al. CVPR 2022): what the starting student knew is
     # never overwritten for good; 0 = off
@@ -188,6 +190,8 @@ class OnlineConfig:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if not self.idle_steps_per_second >= 0:
             raise ValueError(f"idle_steps_per_second must be >= 0, got {self.idle_steps_per_second}")
+        if self.train_bn not in ("batch", "frozen"):
+            raise ValueError(f"train_bn must be 'batch' or 'frozen', got {self.train_bn!r}")
         if not 0.0 <= self.restore_prob < 1.0:
             raise ValueError(f"restore_prob must be in [0, 1), got {self.restore_prob}")
         if not self.idle_max_seconds > 0:
@@ -254,6 +258,9 @@ class StreamLearnerConfig:
     teacher_latency_s: float = 0.0  # seconds of stream time after which an answer is there at the latest
     # (0 = frames only): the answer is learned before the first frame at least this much later is predicted,
     # so on a 1 Hz log a 0.2 s teacher has answered by the next frame; teacher_latency frames stay the bound
+    settled_agreement: float = 0.0  # a teacher frame the student's prediction already matches this well (pixel
+    # agreement, before learning) is stored for replay but not stepped on: learning where the student already
+    # agrees only teaches it the teacher's own mistakes; 0 = off
     checkpoint_every: int = 600  # frames between checkpoints (0 = never)
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
     rate_event_change: float = 0.25  # log a teacher-rate event when the rate moved this much (relative)
@@ -264,6 +271,8 @@ class StreamLearnerConfig:
             raise ValueError(f"agreement must be 'pixel' or 'miou', got {self.agreement!r}")
         if self.teacher_latency < 0:
             raise ValueError(f"teacher_latency must be >= 0, got {self.teacher_latency}")
+        if not 0.0 <= self.settled_agreement <= 1.0:
+            raise ValueError(f"settled_agreement must be in [0, 1] (pixel agreement; 0 = off), got {self.settled_agreement}")
         if not self.teacher_latency_s >= 0:
             raise ValueError(f"teacher_latency_s must be >= 0, got {self.teacher_latency_s}")
         if self.checkpoint_every < 0:

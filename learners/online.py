@@ -335,6 +335,16 @@ class OnlineLearner:
         self._update_average()
         self.steps += 1
 
+    def _train_mode(self) -> None:
+        """The model in training mode; with ``train_bn`` "frozen" its batch-norm layers stay in
+        eval mode (normalise by their running statistics and keep them; their scale and shift
+        still learn)."""
+        self.model.train()
+        if self.config.train_bn == "frozen":
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
     @torch.no_grad()
     def _restore_some(self) -> None:
         """Put each trained weight back to its starting value with probability ``restore_prob``
@@ -390,7 +400,7 @@ class OnlineLearner:
         for _ in range(steps):
             if stop is not None and stop():
                 break
-            self.model.train()
+            self._train_mode()
             batch = self.replay.sample(self.config.batch_size - 1 + int(rehearsal), current_regime=regime)
             if rehearsal:
                 batch = [s for s in batch if s is not newest][: self.config.batch_size - 1]
@@ -472,7 +482,7 @@ class OnlineLearner:
         for _ in range(self._steps(catch_up, steps)):
             if stop is not None and stop():
                 break
-            self.model.train()
+            self._train_mode()
             batch = [newest] + self.replay.sample(self.config.batch_size - 1, current_regime=regime)
             images = np.stack([s.image for s in batch])  # (B, H, W, 3)
             targets = np.stack([s.labels for s in batch])  # (B, H, W)

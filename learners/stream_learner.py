@@ -167,6 +167,7 @@ class StreamLearner:
         self.last_timestamp: float | None = None  # the previous frame's, for the idle steps between frames
         self.idle_credit = 0.0  # idle steps owed, fractional
         self.idle_steps = 0  # replay steps taken between frames
+        self.settled_frames = 0  # teacher frames stored without steps (learner.settled_agreement)
         self.warned_features = False  # feature distillation on, a teacher answer without features: warned once
         if self.checkpoint_dir is not None:
             self.restore_latest()
@@ -267,9 +268,13 @@ class StreamLearner:
                     log.warning("distill.feature_weight > 0 but the teacher's answer for frame %d has no features: "
                                 "those frames are distilled from logits only", item.frame.index)
                     self.warned_features = True
+                steps = None if stop_at is None else self.scheduler.config.max_updates
+                if self.config.settled_agreement > 0 and pixel >= self.config.settled_agreement:
+                    steps = 0  # the student already predicts this frame as the teacher does: stored, not stepped on
+                    self.settled_frames += 1
                 metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime,
                                              catch_up=self.scheduler.trailing, views=output.views,
-                                             steps=None if stop_at is None else self.scheduler.config.max_updates,
+                                             steps=steps,
                                              stop=None if stop_at is None else stop, depth=teacher_depth,
                                              features=features)
                 if self.scheduler.wants_after:  # the agreement after learning (jitnet: after its last update)
@@ -334,6 +339,7 @@ class StreamLearner:
                 "student_sync_bytes": self.sync_bytes, "view_frames": self.view_frames, "view_ms": self.view_ms,
                 "view_refine_ms": self.learner.refine_ms_total,
                 **({"idle_steps": self.idle_steps} if self.learner.config.idle_steps_per_second > 0 else {}),
+                **({"settled_frames": self.settled_frames} if self.config.settled_agreement > 0 else {}),
                 **({} if self.experts is None else {"experts_restored": self.experts.restores,
                                                     "experts_created": self.experts.created,
                                                     "experts_banked": len(self.experts.banked)})}
@@ -369,6 +375,7 @@ class StreamLearner:
             "last_timestamp": self.last_timestamp,
             "idle_credit": self.idle_credit,
             "idle_steps": self.idle_steps,
+            "settled_frames": self.settled_frames,
             "replay_rng": self.learner.replay.rng.bit_generator.state,
             "experts": None if self.experts is None else self.experts.state(),
             **({"static_gate": self.gate.state()} if self.gate is not None else {}),
@@ -418,6 +425,7 @@ class StreamLearner:
         self.last_timestamp = None if last is None else float(last)
         self.idle_credit = float(state.get("idle_credit", 0.0))
         self.idle_steps = int(state.get("idle_steps", 0))
+        self.settled_frames = int(state.get("settled_frames", 0))
         self.scheduler.load_state(state["scheduler"])
         self.monitor.load_state(state["monitor"])
         self.learner.replay.rng.bit_generator.state = state["replay_rng"]

@@ -107,3 +107,19 @@ def test_train_threads_apply_to_gradient_steps_only():
     learner.train_threads = 0  # 0 leaves torch's setting alone
     learner.learn(*_frame(1), None, regime=0)
     assert seen[-1] == before
+
+
+@pytest.mark.parametrize("train_bn, stays", [("batch", False), ("frozen", True)])
+def test_frozen_batch_norm_keeps_its_running_statistics_while_the_weights_learn(train_bn, stays):
+    learner = _learner(train_bn=train_bn)
+    norms = [m for m in learner.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [(m.running_mean.clone(), m.weight.detach().clone()) for m in norms]
+    for i in range(2):
+        learner.learn(*_frame(i), None, regime=0)
+    assert all(torch.equal(m.running_mean, mean) for m, (mean, _) in zip(norms, before)) == stays
+    assert not all(torch.equal(m.weight, weight) for m, (_, weight) in zip(norms, before))  # scale and shift learn
+
+
+def test_an_unknown_train_bn_names_the_setting():
+    with pytest.raises(ValueError, match="train_bn"):
+        OnlineConfig(train_bn="running")

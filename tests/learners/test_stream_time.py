@@ -157,3 +157,19 @@ def test_idle_state_survives_a_checkpoint(tmp_path):
 def test_bad_stream_time_settings_name_the_setting(override, names):
     with pytest.raises(ConfigError, match=names):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.6, 0.99])
+def test_settled_frames_are_stored_but_not_stepped_on(threshold):
+    learner = make(teacher_latency=0, settled_agreement=threshold)
+    records = []
+    for f in frames(40, 0.1):
+        records += learner.step(f).outputs
+    taught = [r for r in records if r.teacher is not None]
+    agreement = [float((r.student == r.teacher).mean()) for r in taught]
+    settled = sum(a >= threshold for a in agreement) if threshold > 0 else 0
+    assert learner.settled_frames == settled
+    assert learner.learner.steps == len(taught) - settled  # steps_per_label 1
+    assert len(learner.learner.replay) == len(taught)  # every teacher frame is stored
+    if threshold == 0.6:
+        assert 0 < settled < len(taught)  # some frames of the toy stream are settled, some not
