@@ -18,7 +18,9 @@ Both are scored against the simulator's ground truth (evaluator side only: the l
 images) per *segment*: every stop (the frames the ego stands still) is a segment of its own,
 and the driving between stops is cut at domain changes and into ``--segment``-frame pieces.
 Per learner (``--learners``: ``plain`` = the default learner, ``gated`` = with the input-change
-gate :mod:`learners.static_gate`, ``static.enabled=true``) the bench reports each segment's
+gate :mod:`learners.static_gate`, ``static.enabled=true``; ``frozen_bn`` = batch norm at its
+running statistics in the learning steps, ``online.train_bn=frozen``; ``anchored`` = that plus
+``online.lr`` 5e-4 and stochastic restore ``online.restore_prob`` 0.01) the bench reports each segment's
 ``online - frozen`` mIoU in points, the worst one, how many segments fall more than 1 point
 below the frozen copy, and the overall mIoU of both (confusion matrices pooled over every
 frame of every world).
@@ -66,7 +68,11 @@ from stream.evaluation import FrameEvaluator  # noqa: E402
 from stream.local import LocalPlacement  # noqa: E402
 
 GAP_TARGET_POINTS = 1.0  # the online student at most this many mIoU points below the frozen copy, on every segment
-LEARNERS = {"plain": [], "gated": ["static.enabled=true"]}
+LEARNERS = {"plain": [], "gated": ["static.enabled=true"],
+            # batch norm kept at the starting student's running statistics in the learning steps (online.train_bn)
+            "frozen_bn": ["online.train_bn=frozen"],
+            # and smaller steps that go back to the starting weights now and then (online.lr, online.restore_prob)
+            "anchored": ["online.train_bn=frozen", "online.lr=5e-4", "online.restore_prob=0.01"]}
 
 log = logging.getLogger("bench.static")
 

@@ -13,25 +13,12 @@ from learners.monitor import DriftConfig
 from learners.online import OnlineLearner
 from learners.stream_learner import LocalTeacherClient, StreamLearner, StreamLearnerConfig
 from perception.nets import STUDENT_CONFIG, SegNet
-from perception.teacher import TeacherOutput
 from stream.builders import student_from_checkpoint
 from stream.config import ConfigError, load_config
 from stream.frame import Frame
+from toy_teachers import BrightnessTeacher
 
 DAY, NIGHT = 190, 25  # sky brightness of the two toy regimes
-
-
-class ToyTeacher:
-    """Labels bright pixels 'sky' (10), the rest 'road' (0)."""
-
-    name, device, params = "toy", "cpu", 0
-
-    def label(self, images):
-        labels = np.where(images.mean(-1) > 100, 10, 0).astype(np.uint8)  # (B, H, W)
-        return TeacherOutput(labels, np.zeros((len(images), 19, 4, 8), np.float32))
-
-    def macs(self, h, w):
-        return 0
 
 
 def image(sky: int, seed: int) -> np.ndarray:
@@ -49,7 +36,7 @@ def observations(skies: list[int]):
 def learner_with_experts(tmp=None, **experts) -> StreamLearner:
     torch.manual_seed(0)
     cfg = ExpertConfig(**{"enabled": True, "warmup": 3, "lookback": 0, "snapshot_every": 1, **experts})
-    return StreamLearner(SegNet(STUDENT_CONFIG), LocalTeacherClient(ToyTeacher()), seed=0,
+    return StreamLearner(SegNet(STUDENT_CONFIG), LocalTeacherClient(BrightnessTeacher()), seed=0,
                          config=StreamLearnerConfig(teacher_latency=0, checkpoint_every=0),
                          online=OnlineConfig(batch_size=2, steps_per_label=1),
                          drift=DriftConfig(input=False, disagreement=False), experts=cfg, checkpoint_dir=tmp)

@@ -6,27 +6,9 @@ from learners.monitor import DriftConfig
 from learners.online import OnlineConfig
 from learners.stream_learner import LocalTeacherClient, StreamLearner, StreamLearnerConfig
 from perception.nets import STUDENT_CONFIG, SegNet
-from perception.teacher import TeacherOutput
 from stream.frame import Frame
 import torch
-
-
-class BrightnessTeacher:
-    """Labels bright pixels 'sky' (10) and dark ones 'road' (0)."""
-
-    name, device, params = "toy", "cpu", 0
-
-    def __init__(self):
-        self.calls = 0
-
-    def label(self, images):
-        self.calls += 1
-        labels = np.where(images.mean(-1) > 100, 10, 0).astype(np.uint8)  # (B, H, W)
-        logits = np.zeros((len(images), 19, 4, 8), np.float32)
-        return TeacherOutput(labels, logits)
-
-    def macs(self, h, w):
-        return 0
+from toy_teachers import BrightnessTeacher
 
 
 def frames(n, dark_from=None):

@@ -11,22 +11,9 @@ from learners.monitor import DriftConfig
 from learners.online import OnlineLearner
 from learners.stream_learner import LocalTeacherClient, StreamLearner
 from perception.nets import STUDENT_CONFIG, SegNet
-from perception.teacher import TeacherOutput
 from stream.config import ConfigError, load_config
 from stream.frame import Frame
-
-
-class BrightnessTeacher:
-    """Labels bright pixels 'sky' (10) and dark ones 'road' (0)."""
-
-    name, device, params = "toy", "cpu", 0
-
-    def label(self, images):
-        labels = np.where(images.mean(-1) > 100, 10, 0).astype(np.uint8)  # (B, H, W)
-        return TeacherOutput(labels, np.zeros((len(images), 19, 4, 8), np.float32))
-
-    def macs(self, h, w):
-        return 0
+from toy_teachers import BrightnessTeacher
 
 
 def frames(n, seconds_apart, restart_at=None):
