@@ -32,7 +32,7 @@ Example:
     [83]
     >>> m = DriftMonitor(DriftConfig(detector="mcusum", signals=("stats",)))
     >>> [i for i, img in enumerate([day] * 80 + [day // 6] * 20) if m.update_frame(img, i)]
-    [82]
+    [83]
     >>> DriftConfig(detector="mcusum")
     Traceback (most recent call last):
     ...
