@@ -73,6 +73,15 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``tensors`` whose name starts with ``prefix``, the prefix taken off.
+
+    >>> _under({"model.w": 1, "average.w": 2}, "model.")
+    {'w': 1}
+    """
+    return {name[len(prefix):]: value for name, value in tensors.items() if name.startswith(prefix)}
+
+
 class OnlineLearner:
     """A student network, its optimiser, a distillation loss (plain or robust) and a replay buffer."""
 
@@ -258,9 +267,9 @@ class OnlineLearner:
 
     def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
         """Carry on from a :meth:`training_state` (the optimiser's moments stay as they are)."""
-        self.model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+        self.model.load_state_dict(_under(state, "model."))
         if self.average is not None:
-            average = {k[len("average."):]: v for k, v in state.items() if k.startswith("average.")}
+            average = _under(state, "average.")
             self.average.load_state_dict(average or self.model.state_dict())
 
     @torch.inference_mode()
@@ -627,18 +636,18 @@ class OnlineLearner:
         return out
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        model_state = _under(tensors, "model.")
         self.model.load_state_dict(model_state, strict=True)
         if self.average is not None:
-            average_state = {k[len("average."):]: v for k, v in tensors.items() if k.startswith("average.")}
+            average_state = _under(tensors, "average.")
             self.average.load_state_dict(average_state or model_state, strict=True)
         if self.source is not None and self.restore_rng is not None:
-            source = {k[len("source."):]: v for k, v in tensors.items() if k.startswith("source.")}
+            source = _under(tensors, "source.")
             if source:  # the starting weights of the run, not the resumed ones
                 self.source = {k: v.to(self.device).clone() for k, v in source.items()}
             if "restore_rng" in tensors:
                 self.restore_rng.set_state(tensors["restore_rng"])
-        adapter_state = {k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")}
+        adapter_state = _under(tensors, "adapter.")
         if adapter_state:  # made before the optimiser's state is loaded: its moments follow the model's
             self._feature_distiller(int(adapter_state["0.weight"].shape[0])).adapter.load_state_dict(adapter_state, strict=True)
         opt = self.optimizer.state_dict()

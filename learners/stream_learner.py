@@ -310,11 +310,9 @@ class StreamLearner:
         gap = min(max(timestamp - last, 0.0), self.learner.config.idle_max_seconds)
         self.idle_credit += gap * per_second
         steps = int(self.idle_credit)
-        if steps and len(self.learner.replay):
-            self.idle_credit -= steps
+        self.idle_credit -= steps  # spent, whether or not the buffer holds anything to rehearse yet
+        if steps:
             self.idle_steps += int(self.learner.rehearse(steps, self.regime)["steps"])
-        elif steps:
-            self.idle_credit -= steps  # nothing to rehearse yet: the time is gone
 
     def _agreement_now(self, image: np.ndarray, teacher_labels: np.ndarray) -> float:
         """The student's agreement (``learner.agreement``) with a teacher frame's labels as it
