@@ -3,10 +3,13 @@
 Each entry of :data:`SOURCES` builds a tiny log in ``tmp_path`` and opens it, through the
 spec registry (:func:`stream.sources.open_source`) where the kind has a spec, so the same
 checks run on the simulator, videos, image folders, KITTI drives, ROS 2 bags, runs of
-several logs, and paced replays. A new source kind is one line here.
+several logs, paced replays, and the CARLA bridge (``carla:``, over the in-process fake
+``carla`` module of test_carla_bridge.py, which every test here finds as ``import carla``).
+A new source kind is one line here.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,6 +28,7 @@ from source_fixtures import (
     write_image_log,
     write_label_folder,
 )
+from test_carla_bridge import FakeCarla
 from sim.world import SimConfig
 from stream.config import RunConfig, RunSection
 from stream.frame import Frame
@@ -87,6 +91,10 @@ def realtime_spec(tmp: Path) -> str:
     return f"images:{write_image_log(tmp / 'drive')}?fps=200"  # paced by open_source, 15 ms in all
 
 
+def carla_spec(tmp: Path) -> str:
+    return "carla:localhost:2000?town=Town01&weather=WetCloudySunset&width=32&height=16&timeout=2"
+
+
 def paced_drop(tmp: Path) -> Source:
     """A slow consumer on a fake clock: the drop-oldest policy drops frames, indices keep gaps."""
     now = [0.0]
@@ -127,6 +135,7 @@ SOURCES = [
     SourceCase("logs_list", spec=logs_list_spec, missing="logs:{tmp}/nope.avi,{tmp}/other.avi"),
     SourceCase("realtime", spec=realtime_spec, realtime=True, missing="images:{tmp}/nope"),
     SourceCase("paced_drop", make=paced_drop),
+    SourceCase("carla", spec=carla_spec),
 ]
 
 cases = pytest.mark.parametrize("case", SOURCES, ids=[c.name for c in SOURCES])
@@ -134,6 +143,14 @@ with_spec = pytest.mark.parametrize("case", [c for c in SOURCES if c.spec is not
                                     ids=[c.name for c in SOURCES if c.spec is not None])
 with_path = pytest.mark.parametrize("case", [c for c in SOURCES if c.missing],
                                     ids=[c.name for c in SOURCES if c.missing])
+
+
+@pytest.fixture(autouse=True)
+def fake_carla_server(monkeypatch) -> FakeCarla:
+    """A fresh fake CARLA server for each test, found by the bridge's ``import carla``."""
+    fake = FakeCarla()
+    monkeypatch.setitem(sys.modules, "carla", fake)
+    return fake
 
 
 def _read_only(array: np.ndarray) -> bool:
@@ -155,6 +172,7 @@ def test_frames_follow_the_contract(case, tmp_path):
     assert len(got) >= 2
     for frame in got:
         assert isinstance(frame, Frame) and isinstance(frame.source_id, str) and frame.source_id
+        assert isinstance(frame.meta.get("domain"), str) and frame.meta["domain"]
         image = frame.image
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         assert image.flags.c_contiguous and not image.flags.writeable and _read_only(image)
@@ -164,7 +182,7 @@ def test_frames_follow_the_contract(case, tmp_path):
             assert set(np.unique(frame.label).tolist()) <= set(range(19)) | {255}  # canonical
         if frame.depth is not None:
             assert frame.depth.dtype == np.float32 and frame.depth.shape == image.shape[:2]
-            assert not frame.depth.flags.writeable
+            assert not frame.depth.flags.writeable and bool((frame.depth > 0).all())  # metres ahead
     indices = [f.index for f in got]
     assert all(b > a for a, b in zip(indices, indices[1:])), indices  # strictly increasing over the run
     clocks: dict[str, list[float]] = {}
@@ -240,6 +258,8 @@ def test_bad_option_value_is_named(case, tmp_path):
     spec = case.spec(tmp_path)
     if spec.startswith("sim:"):
         bad, name = "sim:sunny@nowhere", "sunny@nowhere"  # the simulator's only input: its schedule
+    elif spec.startswith("carla:"):
+        bad, name = spec + "&width=0", "width"  # the bridge's cameras have no resize: their size is asked for
     else:
         bad, name = spec + ("&" if "?" in spec else "?") + "resize=0x4", "resize"
     with pytest.raises(SourceError, match=name):
