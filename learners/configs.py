@@ -265,6 +265,8 @@ class StreamLearnerConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
     rate_event_change: float = 0.25  # log a teacher-rate event when the rate moved this much (relative)
     agreement: str = "pixel"  # what the scheduler steers on: "pixel" accuracy or frame "miou" vs the teacher
+    frozen: bool = False  # predict (and watch for drift) but never learn: no teacher calls for learning, no steps
+    # (a frozen student in a scenario suite; the robustness probe still asks for its frames' labels)
 
     def __post_init__(self) -> None:
         if self.agreement not in ("pixel", "miou"):

@@ -87,3 +87,5 @@ class StepResult:
     outputs: list[LearnerOutput] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)  # distillation loss of each labelled frame learned
+    prediction: np.ndarray | None = None  # (H, W) uint8: the step's own prediction, for a closed loop (the
+    # part that runs the learner drops it unless someone steers by it)

@@ -185,7 +185,8 @@ class StreamLearner:
         result = StepResult(index=frame.index, asked_teacher=False, teacher_rate=self.scheduler.rate)
         if self.config.teacher_latency_s > 0:  # answers that came in before this frame: learned before it is predicted
             self._finalise_arrived(frame, result)
-        self._rehearse_until(frame.timestamp)
+        if not self.config.frozen:
+            self._rehearse_until(frame.timestamp)
         stats = frame_statistics(frame.image) if self.experts is not None else None  # (21,), shared with the monitor
         expert = self.experts.route(stats, frame.index) if self.experts is not None else None
         if expert is None:
@@ -204,7 +205,7 @@ class StreamLearner:
             if decided is not None:
                 result.events.append(decided)
         ticket = None
-        scheduled = self.scheduler.should_ask()
+        scheduled = self.scheduler.should_ask() and not self.config.frozen
         if scheduled and self.gate is not None and not self.gate.admit(frame.image):
             scheduled = False  # a static view: the student already learned this frame
         robust = self.probe is not None and self.probe.wants(frame.index)
@@ -216,6 +217,7 @@ class StreamLearner:
             self.teacher_calls += 1
             self.robust_asks += int(not scheduled)
         self.pending.append(_Pending(frame, prediction, ticket, frame.index, robust, self.learner.last_depth))
+        result.prediction = prediction
         self._finalise(frame.index - self.config.teacher_latency, result)
         result.teacher_rate = self.scheduler.rate
         every = self.config.checkpoint_every
@@ -269,6 +271,10 @@ class StreamLearner:
                                 "those frames are distilled from logits only", item.frame.index)
                     self.warned_features = True
                 steps = None if stop_at is None else self.scheduler.config.max_updates
+                if self.config.frozen:  # a robustness frame's labels: scored, never learned from
+                    result.outputs.append(LearnerOutput(item.frame.index, item.prediction, teacher_labels, robust=record,
+                                                        student_depth=item.depth, teacher_depth=teacher_depth))
+                    continue
                 if self.config.settled_agreement > 0 and pixel >= self.config.settled_agreement:
                     steps = 0  # the student already predicts this frame as the teacher does: stored, not stepped on
                     self.settled_frames += 1

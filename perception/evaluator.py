@@ -274,6 +274,7 @@ class EvaluatorConfig:
     corruptions: str = "all"  # Kornia presets scored one by one (perception.corruptions.PRESETS), "" = none
     worst_k: int = 8  # Kornia views sampled per robust frame for the worst-of-k figure (0 = none)
     depth_max: float = 80.0  # metres: depth AbsRel counts ground truth in (0, depth_max] (the sim's sky reads 1000)
+    visit_frames: int = 50  # the first and last frames of each visit of a domain scored apart (forgetting)
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_classes, int) or not 1 <= self.num_classes <= 256:

@@ -40,6 +40,7 @@ import numpy as np
 from sim import actors as A
 from sim import render as R
 from sim.actors import Traffic
+from sim.control import MAX_STEER_DEG, WHEELBASE_M, LaneGuide, VehicleControl
 from sim.route import Route
 from sim.scene import CHUNK_LENGTH, Chunk, SceneGenerator
 from sim.stops import StopPlan
@@ -202,6 +203,38 @@ class Map:
     """The current town (CARLA's ``world.get_map().name``)."""
 
     name: str
+
+
+EGO_LENGTH_M = 4.5  # the ego's footprint, for the clearance to other cars
+EGO_WIDTH_M = 1.8
+
+
+@dataclass
+class DrivingRecord:
+    """How the ego drove while something else steered it (closed loop; all zero open loop).
+
+    Lane departure: the car's centre leaves its lane (counted once per excursion). Off the
+    road: a wheel is past the kerb, or on the median. Clearance: the smallest gap between the
+    ego's footprint and another car's, both taken as aligned with the ego (metres; None until
+    a car came within 50 m).
+
+    Example:
+        >>> DrivingRecord().as_dict()["lane_departures"]
+        0
+    """
+
+    controlled_frames: int = 0
+    lane_departures: int = 0
+    seconds_off_road: float = 0.0
+    seconds_out_of_lane: float = 0.0
+    min_car_clearance_m: float | None = None
+    max_lane_offset_m: float = 0.0  # the largest distance of the car's centre from its lane's centre
+    in_lane: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"controlled_frames": self.controlled_frames, "lane_departures": self.lane_departures,
+                "seconds_off_road": round(self.seconds_off_road, 6), "seconds_out_of_lane": round(self.seconds_out_of_lane, 6),
+                "min_car_clearance_m": self.min_car_clearance_m, "max_lane_offset_m": round(self.max_lane_offset_m, 6)}
 
 
 class ActorAttribute:
@@ -398,12 +431,35 @@ class Actor:
 
 
 class Vehicle(Actor):
-    """The ego car; the world drives it along its route.
+    """The ego car. With its autopilot on (the default) the world drives it along its lane;
+    with the autopilot off, :meth:`apply_control` steers it (closed loop: a kinematic bicycle
+    model moves it across the road, and it can leave its lane or the road).
 
     Example:
         >>> w = World(SimConfig(width=8, height=4)); w.ego.get_velocity().y > 0  # heading roughly north
         True
+        >>> w.ego.apply_control(VehicleControl(steer=0.1))
+        Traceback (most recent call last):
+        ...
+        sim.world.SimError: apply_control: the ego's autopilot drives it; call ego.set_autopilot(False) first
+        >>> w.ego.set_autopilot(False); w.ego.apply_control(VehicleControl(steer=0.1)); w.ego.get_control().steer
+        0.1
     """
+
+    def set_autopilot(self, enabled: bool = True) -> None:
+        """On: the world keeps the ego in its lane. Off: :meth:`apply_control` steers it."""
+        self._world._set_autopilot(bool(enabled))
+
+    def apply_control(self, control: VehicleControl) -> None:
+        """Steer the ego from the next tick on (its speed stays the world's)."""
+        if not isinstance(control, VehicleControl):
+            raise SimError(f"apply_control needs a sim.control.VehicleControl, got {type(control).__name__}")
+        if self._world._autopilot:
+            raise SimError("apply_control: the ego's autopilot drives it; call ego.set_autopilot(False) first")
+        self._world._control = control
+
+    def get_control(self) -> VehicleControl:
+        return self._world._control
 
     def get_transform(self) -> Transform:
         x, y, h = self._world._ego_pose()
@@ -491,6 +547,11 @@ class World:
         self._ego_clock = 0.0  # the ego's own time (its sway, wobble, speed wander): stands still when it rests
         self._stops = StopPlan(config.stop_every, config.stop_seconds, self.seed) if config.stop_every > 0 else None
         self._resting = False  # the ego stands still at a stop (its camera pose frozen)
+        self._autopilot = True  # the world keeps the ego in its lane; off: apply_control steers (closed loop)
+        self._control = VehicleControl()
+        self._lat = 0.0  # closed loop: the ego's lateral position (m, left of the centreline)
+        self._psi = 0.0  # closed loop: its heading relative to the route's (radians, counter-clockwise)
+        self.driving = DrivingRecord()
         self._sensors: list[Sensor] = []
         self._loads = 0
         self._actor_ids = 0
@@ -577,6 +638,8 @@ class World:
         rng = np.random.default_rng(ego_seed)
         lane = int(rng.integers(style.lanes_per_side))
         self._ego_lane = -(style.median_width / 2 + (lane + 0.5) * style.lane_width)
+        self._lat, self._psi = self._ego_lane, 0.0  # a new town: the car starts on its lane's centre
+        self.driving.in_lane = True
         self._ego_s = 30.0
         self._ego_speed = 0.0 if self._resting else self.config.ego_speed  # a rest goes on in the new town
         self._ego_phase = rng.uniform(0.0, 2 * math.pi, 4)
@@ -636,11 +699,87 @@ class World:
         self._lights = lights_on(self._weather) > 0.0
 
     def _ego_lat(self) -> float:
+        if not self._autopilot:
+            return self._lat
         return self._ego_lane + 0.15 * math.sin(self._ego_clock * 0.7 + self._ego_phase[0])
 
     def _ego_pose(self) -> tuple[float, float, float]:
         x, y, h = self.route.point(np.array([self._ego_s]), self._ego_lat())
-        return float(x[0]), float(y[0]), float(h[0])
+        return float(x[0]), float(y[0]), float(h[0]) + (0.0 if self._autopilot else self._psi)
+
+    def _set_autopilot(self, enabled: bool) -> None:
+        if not enabled and self._autopilot:  # take over where the autopilot has the car now
+            self._lat, self._psi = self._ego_lat(), 0.0
+        self._autopilot = enabled
+        self._control = VehicleControl()
+
+    def lane_guide(self) -> LaneGuide:
+        """Where the ego's lane lies across its drivable span (the whole road, or its own
+        carriageway where a median splits the road): the map's knowledge a lane keeper
+        steers by (see :mod:`sim.control`).
+
+        Example:
+            >>> g = World(SimConfig(width=8, height=4, town="oldtown")).lane_guide()
+            >>> g.target_offset_m, g.span_width_m
+            (-1.55, 10.6)
+        """
+        style = self.style
+        if style.median_width > 0:  # the car's own carriageway, right of the median
+            centre = -(style.median_width / 2 + style.road_half_width) / 2
+            span = style.road_half_width - style.median_width / 2
+        else:
+            centre, span = 0.0, 2 * style.road_half_width
+        return LaneGuide(round(self._ego_lane - centre, 6), round(span, 6), style.lane_width)
+
+    def _steer_step(self, dt: float) -> None:
+        """Closed loop: move the car across the road by a kinematic bicycle model, and keep
+        the driving record (lane departures, off the road, clearance to other cars)."""
+        v = self._ego_speed
+        wheel = -math.radians(MAX_STEER_DEG) * self._control.steer  # CARLA's steer > 0 turns right (clockwise)
+        self._psi += v * (math.tan(wheel) / WHEELBASE_M - self.route.curvature(self._ego_s)) * dt
+        self._psi = (self._psi + math.pi) % (2 * math.pi) - math.pi
+        self._lat += v * math.sin(self._psi) * dt
+        style = self.style
+        wall = style.road_half_width + 4.0  # past the sidewalk: the car stops against the kerb stones
+        if abs(self._lat) > wall:
+            self._lat = math.copysign(wall, self._lat)
+            self._psi = 0.0
+        record = self.driving
+        record.controlled_frames += 1
+        half_width = EGO_WIDTH_M / 2
+        off_road = abs(self._lat) + half_width > style.road_half_width or (
+            style.median_width > 0 and abs(self._lat) - half_width < style.median_width / 2)
+        if off_road:
+            record.seconds_off_road += dt
+        offset = abs(self._lat - self._ego_lane)
+        record.max_lane_offset_m = max(record.max_lane_offset_m, offset)
+        in_lane = offset <= style.lane_width / 2
+        if not in_lane:
+            record.seconds_out_of_lane += dt
+            if record.in_lane:
+                record.lane_departures += 1
+        record.in_lane = in_lane
+        clearance = self._car_clearance()
+        if clearance is not None:
+            record.min_car_clearance_m = clearance if record.min_car_clearance_m is None else min(record.min_car_clearance_m, clearance)
+
+    def _car_clearance(self) -> float | None:
+        """The gap between the ego's footprint and the nearest other car's (metres), both
+        taken as aligned with the ego; None when no car is within 50 m."""
+        cars = self.traffic.cars
+        if not len(cars):
+            return None
+        x, y, _ = self.traffic.world_cars(self.route)
+        ex, ey, eh = self._ego_pose()
+        dx, dy = x - ex, y - ey
+        near = dx * dx + dy * dy < 50.0 ** 2
+        if not near.any():
+            return None
+        forward = np.abs(dx[near] * math.cos(eh) + dy[near] * math.sin(eh))  # (N,)
+        side = np.abs(-dx[near] * math.sin(eh) + dy[near] * math.cos(eh))  # (N,)
+        gap_long = forward - 0.5 * (EGO_LENGTH_M + cars[near, A.C_LEN])
+        gap_side = side - 0.5 * (EGO_WIDTH_M + cars[near, A.C_WID])
+        return float(max(0.0, np.maximum(gap_long, gap_side).min()))
 
     def _step(self, dt: float) -> None:
         cfg = self.config
@@ -656,7 +795,11 @@ class World:
         if stopping and self._ego_speed == 0.0:
             self._stops.came_to_rest(self._elapsed)
         self._resting = self._stops is not None and self._stops.resting(self._elapsed)
-        self._ego_s += self._ego_speed * dt
+        if self._autopilot:
+            self._ego_s += self._ego_speed * dt
+        else:
+            self._steer_step(dt)
+            self._ego_s += self._ego_speed * math.cos(self._psi) * dt
         self.traffic.step(dt, self._ego_s, self._ego_lat(), self.style.road_half_width, self.style.lane_width)
         self._update_chunks()
 

@@ -108,6 +108,8 @@ class RunSection:
     ring_slots: int = 0  # Ray ring transport: image slots; 0 = 2 x max_in_flight + teacher latency + 16
     realtime: bool = False  # pace a log by its timestamps (dropping frames when slow)
     label_map: str = ""  # evaluate in another label set (e.g. camvid); empty = canonical
+    closed_loop: bool = False  # the student steers: a lane keeper turns each frame's prediction into the ego's
+    # steering (sim.control; the built-in simulator, in-process runner); the summary gains "driving"
 
     def inference_threads(self) -> int:
         """Torch threads of the teacher and of the student's batch-1 predictions.
@@ -139,6 +141,12 @@ class RunSection:
             raise ValueError(f"transport: unknown transport {self.transport!r} (choose auto, ring or object_store)")
         if self.ring_slots < 0:
             raise ValueError(f"ring_slots must be >= 0, got {self.ring_slots}")
+        if self.closed_loop and self.runner != "local":
+            raise ValueError("closed_loop needs the in-process runner (run.runner=local): the controller must see a "
+                             "frame's prediction before the next frame is rendered (sim-test --runner ray runs whole "
+                             "scenarios in parallel instead)")
+        if self.closed_loop and not self.source.startswith("sim:"):
+            raise ValueError(f"closed_loop steers the built-in simulator's ego; source {self.source!r} is not sim:...")
 
 
 @dataclass(frozen=True)

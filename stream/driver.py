@@ -194,6 +194,7 @@ class RunSession:
             "frames_dropped": int(source_stats.get("frames_dropped", 0)),
             "frames_skipped": int(source_stats.get("frames_skipped", 0)),
             "frame_limit_reached": bool(source_stats.get("frame_limit_reached", 0)),
+            **({"driving": source_stats["driving"]} if "driving" in source_stats else {}),  # closed loop
             "teacher_calls": self.teacher_calls,
             "teacher_rate": self.teacher_calls / max(1, self.frames),
             **overall,
@@ -201,6 +202,7 @@ class RunSession:
             "student_class_iou": evaluation.get("student_class_iou"),
             "teacher_class_iou": evaluation.get("teacher_class_iou"),
             "per_domain": per_domain,
+            "visits": evaluation.get("visits", []),  # per run of one domain: mIoU, of its first and last frames
             "drift_events": drifts,
             "true_shifts": true_shifts,
             "drift": drift_score,
@@ -294,7 +296,10 @@ class Driver:
             placement.start(self.config, str(recorder.checkpoint_dir))
             log.info("%s runner: frames travel %s", placement.name, placement.transport)
             try:
-                self._stream()
+                if self.config.run.closed_loop:
+                    self._stream_closed_loop()
+                else:
+                    self._stream()
                 self._flush()
             except KeyboardInterrupt:
                 self.session.interrupted = True
@@ -342,6 +347,32 @@ class Driver:
                     self._finish_oldest()
                 except LearnerGone:
                     self._recover()
+
+    def _stream_closed_loop(self) -> None:
+        """One frame at a time: read it, let the learner predict (and learn), then hand the
+        prediction to the source, which steers by it before it renders the next frame."""
+        placement, session = self.placement, self.session
+        while True:
+            pack, truths, manifest_ref = placement.call("ingest", "read", 1, returns=3)
+            manifest = placement.get(manifest_ref)
+            session.on_events(manifest.events)
+            if not manifest.frames:
+                return
+            header = manifest.frames[0]
+            self.shape = self.shape or header.shape
+            session.on_frame(header)
+            self.sent[header.index] = _Sent(pack, 0, truths)
+            self._submit(pack, truths, [header.index], [0])
+            _, results_ref, windows_ref = self.in_flight.popleft()
+            results = placement.get(results_ref)
+            self._count(results, windows_ref)
+            self.bar.update(len(results))
+            prediction = results[-1].prediction
+            if prediction is None:
+                raise RuntimeError("run.closed_loop: the learner part sent no prediction to steer by")
+            placement.get(placement.call("ingest", "steer", header.index, prediction))
+            if manifest.ended:
+                return
 
     def _fits(self, pending: deque) -> bool:
         """Whether the next pack can go to the learner without passing ``run.max_in_flight`` frames."""

@@ -20,6 +20,7 @@ Example:
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Iterable
 
 import numpy as np
@@ -86,6 +87,74 @@ class EvalMapper:
         return self.table[labels]
 
 
+class VisitScores:
+    """The student's mIoU per *visit*: a run of consecutive frames of one domain. Each visit
+    keeps the confusion of its first and of its last ``edge`` frames, so that what the
+    student knew of a domain when it left can be compared with what it still knows when it
+    comes back (forgetting: the first visit's ``tail_miou`` minus the return's ``head_miou``).
+
+    Example:
+        >>> visits = VisitScores(num_classes=2, ignore_index=255, edge=1)
+        >>> right, wrong = np.zeros((2, 2), np.uint8), np.ones((2, 2), np.uint8)
+        >>> for domain, pred in (("a", right), ("a", right), ("b", right), ("a", wrong)):
+        ...     visits.update(domain, pred, right)
+        >>> [(v["domain"], v["start"], v["frames"], v["tail_miou"], v["head_miou"]) for v in visits.summary()]
+        [('a', 0, 2, 1.0, 1.0), ('b', 2, 1, 1.0, 1.0), ('a', 3, 1, 0.0, 0.0)]
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int, edge: int = 50) -> None:
+        if edge < 1:
+            raise ValueError(f"VisitScores: edge must be >= 1 frame, got {edge}")
+        self.num_classes, self.ignore_index, self.edge = num_classes, ignore_index, edge
+        self.visits: list[dict[str, Any]] = []
+        self.frames = 0
+        self.head = self.whole = None  # (C, C + 1) int64 of the visit under way
+        self.tail: deque[np.ndarray] = deque(maxlen=edge)  # per-frame (C, C + 1) of its last frames
+
+    def update(self, domain: str, student: np.ndarray, label: np.ndarray) -> None:
+        """Count one frame's prediction (H, W) against its ground truth (H, W)."""
+        from perception.evaluator import confusion_update
+
+        if not self.visits or self.visits[-1]["domain"] != domain:
+            self._close()
+            self.visits.append({"domain": domain, "start": self.frames, "frames": 0})
+            shape = (self.num_classes, self.num_classes + 1)
+            self.head, self.whole = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+            self.tail.clear()
+        matrix = np.zeros((self.num_classes, self.num_classes + 1), np.int64)  # (C, C + 1)
+        confusion_update(matrix, label, student, self.ignore_index)
+        visit = self.visits[-1]
+        if visit["frames"] < self.edge:
+            self.head += matrix
+        self.whole += matrix
+        self.tail.append(matrix)
+        visit["frames"] += 1
+        self.frames += 1
+
+    def _scores(self) -> dict[str, float | None]:
+        """The figures of the visit under way."""
+        from perception.metrics import mean_iou
+
+        tail = np.sum(list(self.tail), axis=0)  # (C, C + 1)
+        scores = {}
+        for key, matrix in (("miou", self.whole), ("head_miou", self.head), ("tail_miou", tail)):
+            value = mean_iou(matrix)
+            scores[key] = None if np.isnan(value) else round(float(value), 6)
+        return scores
+
+    def _close(self) -> None:
+        if self.visits and "miou" not in self.visits[-1]:
+            self.visits[-1].update(self._scores())
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Every visit so far (the one under way as it stands): domain, start, frames, miou,
+        head_miou, tail_miou."""
+        out = [dict(v) for v in self.visits]
+        if out and "miou" not in out[-1]:
+            out[-1].update(self._scores())
+        return out
+
+
 class FrameEvaluator:
     """A :class:`StreamingEvaluator` fed with the learner's outputs and the ground truth,
     joined by frame index; frames counted once (a restarted learner's re-sent frames are skipped).
@@ -104,6 +173,7 @@ class FrameEvaluator:
         self.evaluator = StreamingEvaluator(self.mapper.config)
         self.robust = RobustScores(self.mapper.config.num_classes, self.mapper.config.ignore_index)
         self.depth = DepthScores(config.depth_max)  # AbsRel where the frames bring depth and a side predicts it
+        self.visits = VisitScores(self.mapper.config.num_classes, self.mapper.config.ignore_index, config.visit_frames)
         self.last_index = -1
         self.truths: dict[int, GroundTruth] = {}  # ground truth of frames the learner has not finalised
 
@@ -124,6 +194,8 @@ class FrameEvaluator:
                                  f"whose ground truth record never arrived")
             self.last_index = output.index
             self.evaluator.update(truth.domain, self.mapper(output.student), truth.label, self.mapper(output.teacher))
+            if truth.label is not None:
+                self.visits.update(truth.domain, self.mapper(output.student), truth.label)
             if output.robust is not None:
                 labels = {name: self.mapper(view) for name, view in output.robust.labels.items()}
                 self.robust.update(truth.domain, labels, output.robust.transforms, self.mapper(output.student),
@@ -179,7 +251,7 @@ class FrameEvaluator:
 
     def summary(self) -> dict[str, Any]:
         """The evaluator's figures, and ``label_warning``: the label check's warning, or None."""
-        out = {**self.evaluator.summary(), "label_warning": self.label_guard.warning}
+        out = {**self.evaluator.summary(), "label_warning": self.label_guard.warning, "visits": self.visits.summary()}
         robust = self.robust.summary()
         out.update(robust_named(robust))
         for name, scores in out["per_domain"].items():

@@ -314,6 +314,19 @@ class Ingest:
             self.rereader = None
             self.reread_next = 0
 
+    # -- a closed loop ----------------------------------------------------------------------
+    def steer(self, index: int, labels: Any) -> float:
+        """Hand the student's prediction of frame ``index`` to the source, which steers by it
+        before it renders the next frame (``run.closed_loop``); returns the steering command."""
+        steer = getattr(self.source, "steer", None)
+        if steer is None:
+            raise RuntimeError(f"run.closed_loop: source {self.source.source_id} cannot be steered (only the built-in "
+                               f"simulator's ego can)")
+        if self.prefetcher is not None:
+            raise RuntimeError("run.closed_loop: the ingest decodes ahead (ring or prefetch), so a frame would be "
+                               "rendered before the previous frame's steering arrived")
+        return steer(index, labels)
+
     # -- what the driver asks at the end ----------------------------------------------------
     def stats(self) -> dict[str, int]:
         """The source's counters, plus ``frame_limit_reached`` (1 when ``run.frames`` cut it short)."""

@@ -138,6 +138,7 @@ class LearnerPart:
         _inference_threads(config)
         self.learner = build_learner(config, teacher_client, checkpoint_dir)
         self.resolve = resolve or _identity
+        self.keep_predictions = config.run.closed_loop  # the driver steers the ego by each step's prediction
         self.rings = RingReaders()
         self.pack_handle: Any = None
         self.pack: list[Any] = []
@@ -162,6 +163,8 @@ class LearnerPart:
             result = self.learner.step(observation, handle=(handle, slot))
             outputs.extend(result.outputs)
             result.outputs = []
+            if not self.keep_predictions:
+                result.prediction = None
             results.append(result)
         self._release()
         return results, outputs

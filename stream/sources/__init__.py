@@ -8,7 +8,13 @@
   (options: labels, timestamps, label_map, fps, resize, name);
 - ``kitti:DIR`` — a KITTI raw drive (``image_02/data/*.png`` + ``timestamps.txt``);
 - ``rosbag:PATH#/topic`` — a ROS 2 bag's ``sensor_msgs/Image`` or ``CompressedImage`` topic;
-- ``logs:DIR`` — every log in a folder, one after the other (or ``logs:A,B,...``).
+- ``logs:DIR`` — every log in a folder, one after the other (or ``logs:A,B,...``);
+- ``carla:HOST[:PORT]`` — a CARLA server (port 2000 by default; the ``carla`` extra) in synchronous
+  mode (options: town, weather, width, height, fov, fps, timeout, vehicle, tm_port, camera_forward,
+  camera_height).
+
+The simulators (:data:`LIVE_KINDS`: ``sim``, ``carla``) name no file, and are never paced by
+``run.realtime``: they wait for the pipeline, tick by tick.
 
 Example:
     >>> parse_spec("video:clip.mp4?resize=480x352&label_map=camvid-raw")
@@ -29,6 +35,7 @@ __all__ = ["Source", "SourceError", "open_source", "parse_spec", "resolve_spec_p
 
 log = logging.getLogger(__name__)
 
+LIVE_KINDS = frozenset({"sim", "carla"})  # simulators: the argument names no file; no pacing
 PATH_OPTIONS = ("labels", "timestamps")  # ?options whose value is a file or folder
 NOT_A_PATH = frozenset({"", "true", "false", "none", "yes", "no", "1", "0"})  # option words that name no file
 
@@ -61,16 +68,19 @@ def resolve_spec_paths(spec: str, base: str | Path) -> str:
 
     The PATH of ``KIND:PATH`` (each of ``logs:A,B``; the bag of ``rosbag:PATH#TOPIC``) and the
     path-valued options (:data:`PATH_OPTIONS`: ``labels``, ``timestamps``) are resolved;
-    absolute paths, ``sim:`` schedules and option words such as ``labels=true`` are kept.
+    absolute paths, ``sim:`` schedules, ``carla:`` addresses and option words such as
+    ``labels=true`` are kept.
 
     Example:
         >>> resolve_spec_paths("video:../logs/clip.mp4?labels=../logs/labels&label_map=camvid-raw", "/repo/configs")
         'video:/repo/logs/clip.mp4?labels=/repo/logs/labels&label_map=camvid-raw'
         >>> resolve_spec_paths("rosbag:bags/run1#/camera/image", "/data"), resolve_spec_paths("sim:tour", "/data")
         ('rosbag:/data/bags/run1#/camera/image', 'sim:tour')
+        >>> resolve_spec_paths("carla:sim-box:2000?town=Town01", "/data")
+        'carla:sim-box:2000?town=Town01'
     """
     kind, sep, rest = spec.partition(":")
-    if not sep or kind == "sim" or kind not in SOURCE_KINDS:
+    if not sep or kind in LIVE_KINDS or kind not in SOURCE_KINDS:
         return spec
     arg, qsep, query = rest.partition("?")
     if kind == "rosbag":
@@ -116,7 +126,13 @@ def _sim(arg: str, options: dict[str, str], config: Any) -> Source:
     if fitted is not None:
         log.warning("run.seed=%d is a world of %s (sim.seeds): a model or threshold was fitted on it, so this run's "
                     "scores are not held out (the default run.seed is a held-out world)", config.run.seed, fitted)
-    return SimSource(config.sim, seed=config.run.seed, frames=config.run.frames, schedule=arg or "tour")
+    closed_loop = None
+    if config.run.closed_loop:
+        from sim.control import LaneKeeperConfig
+
+        closed_loop = LaneKeeperConfig()
+    return SimSource(config.sim, seed=config.run.seed, frames=config.run.frames, schedule=arg or "tour",
+                     closed_loop=closed_loop)
 
 
 def _video(arg: str, options: dict[str, str], config: Any) -> Source:
@@ -164,8 +180,16 @@ def _logs(arg: str, options: dict[str, str], config: Any) -> Source:
     return open_many(arg, **options)
 
 
+def _carla(arg: str, options: dict[str, str], config: Any) -> Source:
+    """carla:HOST[:PORT]"""
+    from stream.sources.carla import open_carla
+
+    return open_carla(arg, frames=config.run.frames, seed=config.run.seed, **options)
+
+
 SOURCE_KINDS: dict[str, Callable[[str, dict[str, str], Any], Source]] = {
     "sim": _sim, "video": _video, "images": _images, "kitti": _kitti, "rosbag": _rosbag, "logs": _logs,
+    "carla": _carla,
 }
 
 
@@ -184,17 +208,19 @@ def open_source(spec: str, config: Any) -> Source:
     """Open the source a spec names; ``config`` is the :class:`~stream.config.RunConfig`.
 
     With ``run.realtime`` a recorded log is paced by its timestamps (frames dropped, and
-    counted, when the pipeline falls behind).
+    counted, when the pipeline falls behind); a simulator (:data:`LIVE_KINDS`) is not.
     """
     kind, arg, options = parse_spec(spec)
     if kind not in SOURCE_KINDS:
         raise SourceError(f"unknown source {spec!r} (kinds: {', '.join(k + ':...' for k in sorted(SOURCE_KINDS))})")
-    if kind != "sim" and not arg:
+    if kind == "carla" and not arg:
+        raise SourceError(f"source {spec!r}: give the server's address, e.g. carla:localhost:2000")
+    if kind not in LIVE_KINDS and not arg:
         raise SourceError(f"source {spec!r}: give a path, e.g. {kind}:PATH")
-    if kind not in ("sim", "rosbag") and not Path(arg.split(",")[0]).exists():
+    if kind not in LIVE_KINDS | {"rosbag"} and not Path(arg.split(",")[0]).exists():
         raise SourceError(f"source {spec!r}: {arg} does not exist")
     source = SOURCE_KINDS[kind](arg, options, config)
-    if config.run.realtime and kind != "sim":
+    if config.run.realtime and kind not in LIVE_KINDS:
         from stream.sources.pacing import pace
 
         source = pace(source, realtime=True)

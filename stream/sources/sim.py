@@ -2,11 +2,19 @@
 
 The source drives :class:`sim.world.World` through its CARLA-shaped API (three cameras on
 the ego -- rgb, semantic segmentation, depth -- one render per tick), switching weather and
-town as the :class:`sim.schedule.Schedule` says. Every frame carries its ground-truth label
+town as the :class:`sim.schedule.Schedule` says. Each tick's three images are matched by the
+frame number ``tick()`` returns (as CARLA's ``synchronous_mode.py`` does: a camera's queue is
+read until its image of that frame). Every frame carries its ground-truth label
 and depth and ``meta = {"domain", "weather", "town", "sim_frame"}`` (and ``"stopped"``, whether the
 ego stands still, when ``sim.stop_every`` makes it stop as at red lights); ``true_shifts`` are
 the schedule's domain changes. Different seeds give different worlds, so training seeds
 and evaluation seeds never share a street.
+
+Closed loop (``closed_loop=LaneKeeperConfig()``): the ego's autopilot is off, and
+:meth:`SimSource.steer` turns the student's prediction of the frame just read into the steering
+the next tick obeys (:mod:`sim.control`); ``stats()["driving"]`` then holds the lane
+departures, seconds off the road and the closest gap to another car, and each departure is an
+event.
 
 Example:
     >>> from sim.world import SimConfig
@@ -19,9 +27,13 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from typing import Any, Iterator
 
+from collections import deque
+
+from sim.control import LaneKeeper, LaneKeeperConfig
 from sim.schedule import Schedule
 from sim.world import CameraImage, SimConfig, World
 from stream.frame import Frame
@@ -48,7 +60,7 @@ class SimSource(IterateOnce):
     """
 
     def __init__(self, config: SimConfig | None = None, seed: int = 0, frames: int = 600,
-                 schedule: str | Schedule = "tour") -> None:
+                 schedule: str | Schedule = "tour", closed_loop: LaneKeeperConfig | None = None) -> None:
         if config is None:
             config = SimConfig()
         if not isinstance(config, SimConfig):
@@ -76,22 +88,55 @@ class SimSource(IterateOnce):
         self._started = False
         self._closed = False
         self._world: World | None = None
+        self.closed_loop = closed_loop
+        self._keeper: LaneKeeper | None = None
+        self._last_index = -1  # the last frame handed out
+        self._steered = -1  # the last frame whose prediction steered the ego
+        self._unsteered = 0  # frames rendered before the previous frame's steering arrived
 
     @property
     def true_shifts(self) -> list[int]:
         return self.schedule.true_shifts
 
-    def stats(self) -> dict[str, int]:
-        return {
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {
             "frames_read": self._frames_read,
             "frames_skipped": 0,
             "domain_changes": sum(1 for e in self.events if e["kind"] == "domain_change"),
             "towns_loaded": self._towns_loaded,
         }
+        if self.closed_loop is not None and self._world is not None:
+            keeper = self._keeper
+            stats["driving"] = {**self._world.driving.as_dict(), "steered_frames": keeper.frames if keeper else 0,
+                                "blind_frames": keeper.blind_frames if keeper else 0, "unsteered_frames": self._unsteered}
+        return stats
+
+    def steer(self, index: int, labels: Any) -> float:
+        """Closed loop: steer the ego by the prediction ``labels`` ((H, W) uint8 canonical
+        trainIds) of frame ``index``, the frame read last; returns the steering command."""
+        if self.closed_loop is None or self._world is None or self._keeper is None:
+            raise SourceError(f"{self.source_id}: steer() needs a closed-loop source that has started "
+                              f"(SimSource(closed_loop=LaneKeeperConfig()), then iterate)")
+        if index != self._last_index:
+            raise SourceError(f"{self.source_id}: steering by frame {index}'s prediction, but the frame read last is "
+                              f"{self._last_index}: a closed loop steers by each frame before the next is rendered")
+        world = self._world
+        velocity = world.ego.get_velocity()
+        control = self._keeper.control(labels, world.lane_guide(), math.hypot(velocity.x, velocity.y))
+        world.ego.apply_control(control)
+        self._steered = index
+        return control.steer
 
     def close(self) -> None:
         self._closed = True
-        self._world = None
+
+    def _note_departures(self, index: int) -> None:
+        """A lane departure that began on this tick becomes an event (closed loop)."""
+        departures = self._world.driving.lane_departures if self._world is not None else 0
+        seen = sum(1 for e in self.events if e["kind"] == "lane_departure")
+        if departures > seen:
+            self.events.append({"kind": "lane_departure", "index": index, "count": departures})
+            log.info("%s: frame %d: the ego left its lane (%d so far)", self.source_id, index, departures)
 
     def _frames(self) -> Iterator[Frame]:
         sched = self.schedule
@@ -99,12 +144,18 @@ class SimSource(IterateOnce):
         world = World(replace(self.config, town=first.town, weather=first.weather), self.seed)
         self._world = world
         self._towns_loaded = 1
+        if self.closed_loop is not None:
+            world.ego.set_autopilot(False)
+            cfg = world.config
+            self._keeper = LaneKeeper(self.closed_loop, cfg.fov, cfg.camera_height, cfg.width, cfg.height, cfg.camera_forward)
         library = world.get_blueprint_library()
-        got: dict[str, CameraImage] = {}
+        queues: dict[str, deque[CameraImage]] = {}
         cameras = []
         for bp_id in ("sensor.camera.rgb", "sensor.camera.semantic_segmentation", "sensor.camera.depth"):
             cam = world.spawn_actor(library.find(bp_id), attach_to=world.ego)
-            cam.listen(lambda image, key=bp_id: got.__setitem__(key, image))
+            queue: deque[CameraImage] = deque()
+            queues[bp_id] = queue
+            cam.listen(queue.append)
             cameras.append(cam)
         starts = set(sched.starts)
         stops = self.config.stop_every > 0
@@ -129,8 +180,10 @@ class SimSource(IterateOnce):
                 previous = seg
             if index <= ramp_end:  # a gradual shift: blended weather, then the preset on the ramp's end
                 world.set_weather(sched.weather_at(index))
-            got.clear()
-            world.tick()
+            if self._keeper is not None and index > 0 and self._steered != index - 1:
+                self._unsteered += 1  # the previous frame's prediction did not come back in time: steering held
+            tick = world.tick()
+            got = {key: _image_of(queue, tick, key) for key, queue in queues.items()}
             rgb = got["sensor.camera.rgb"]
             meta = {"domain": seg.domain, "weather": seg.weather, "town": seg.town, "sim_frame": rgb.frame}
             if stops:
@@ -145,9 +198,21 @@ class SimSource(IterateOnce):
                 meta=meta,
             )
             self._frames_read += 1
+            self._last_index = index
+            if self._keeper is not None:
+                self._note_departures(index)
             yield frame
         for cam in cameras:
             cam.destroy()
+
+
+def _image_of(queue: deque[CameraImage], frame: int, sensor: str) -> CameraImage:
+    """The image of tick ``frame`` from a camera's queue; older images are dropped."""
+    while queue:
+        image = queue.popleft()
+        if image.frame == frame:
+            return image
+    raise SourceError(f"sim: camera {sensor} delivered no image for tick {frame}")
 
 
 def render_frames(config: SimConfig | None = None, seed: int = 0, frames: int = 600,
