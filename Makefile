@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench gpu-check clean
+.PHONY: install demo test test-all bench sim-test gpu-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -24,6 +24,10 @@ demo: $(STAMP)
 # The whole test suite (Ray tests included, marked `ray`); under 15 minutes on 2 cores
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The whole scenario suite (scenarios/*.toml): pass/fail per scenario, JUnit XML for a CI server
+sim-test: $(STAMP)
+	$(VENV)/bin/odistill sim-test scenarios/ --junit runs/sim-test/junit.xml --out runs/sim-test
 
 bench: $(STAMP)
 	$(PY) bench/sim_render.py

@@ -226,3 +226,24 @@ def run_ray(config: RunConfig, progress: bool = True, crash_learner_at: int | No
     ``crash_learner_at`` kills the learner's process once that frame was sent (for tests).
     """
     return Driver(config, RayPlacement(), progress=progress, crash_learner_at=crash_learner_at).run()
+
+
+# ---- the scenario farm ------------------------------------------------------------------------
+
+
+def _scenario_task(scenario: Any, out_dir: str, overrides: list[str]) -> Any:
+    """One scenario, the whole in-process pipeline inside a Ray task (see stream.simtest)."""
+    from stream.simtest import run_scenario
+
+    return run_scenario(scenario, out_dir, overrides)
+
+
+def run_scenarios_ray(scenarios: list[Any], out_dir: str, overrides: list[str], address: str | None = None,
+                      num_cpus: int | None = None) -> list[Any]:
+    """Run scenarios as parallel Ray tasks (one CPU each), on this machine or on the cluster at
+    ``address``; the results in the scenarios' order. Each task runs one torch thread (the
+    sim-test default), so the figures match a sequential run's."""
+    ensure_ray(address or "", num_cpus)
+    task = ray.remote(num_cpus=1, max_retries=0)(_scenario_task)
+    refs = [task.remote(scenario, out_dir, overrides) for scenario in scenarios]
+    return ray.get(refs)

@@ -7,6 +7,7 @@
     odistill train-teacher-depth      # re-make perception/weights/sim_teacher_depth.safetensors
     odistill train-student --steps 200 --set student_training.frames=400 --device cpu
     odistill size --budget-ms 8      # the student sizing table; the most accurate student inside 8 ms
+    odistill sim-test scenarios/ --junit runs/sim-test.xml   # the scenario suite, pass/fail, JUnit XML
 """
 from __future__ import annotations
 
@@ -260,6 +261,44 @@ def cmd_eval_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim_test_parser(sub: Any) -> None:
+    t = sub.add_parser("sim-test", help="run scenario suites (scenarios/*.toml) with pass/fail criteria; JUnit XML")
+    t.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders of them")
+    t.add_argument("--junit", metavar="FILE", help="write JUnit XML (one test case per scenario) here")
+    t.add_argument("--out", default="runs/sim-test", help="suite folder: one run folder per scenario and seed, "
+                                                          "results.json (default runs/sim-test)")
+    t.add_argument("--runner", choices=["local", "ray"], default="local",
+                   help="local: one scenario after another; ray: scenarios as parallel Ray tasks")
+    t.add_argument("--address", help="ray: join this cluster (auto | HOST:PORT | ray://HOST:PORT); implies --runner ray")
+    t.add_argument("--short", action="store_true", help="only the scenarios marked short = true")
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one run setting in every scenario (after the scenario's own)")
+
+
+def cmd_sim_test(args: argparse.Namespace) -> int:
+    import time
+
+    from stream.simtest import load_suite, results_table, run_suite, write_junit, write_results
+
+    runner = "ray" if args.address else args.runner
+    started = time.perf_counter()
+    scenarios, errors = load_suite(args.paths)
+    if args.short:
+        scenarios = [s for s in scenarios if s.short]
+    if not scenarios and not errors:
+        print("odistill sim-test: no scenario to run", file=sys.stderr)
+        return 2
+    results = run_suite(scenarios, args.out, runner=runner, address=args.address, overrides=args.set) if scenarios else []
+    results = sorted(results + errors, key=lambda r: r.path)
+    wall = time.perf_counter() - started
+    print(results_table(results, wall))
+    write_results(results, args.out, wall, runner)
+    if args.junit:
+        print(f"JUnit XML: {write_junit(results, args.junit)}")
+    print(f"suite folder: {args.out}")
+    return 0 if all(r.passed for r in results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="odistill", description="online continual distillation for driving perception")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -267,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     _run_parser(sub)
     _train_parser(sub)
     _size_parser(sub)
+    _sim_test_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -276,9 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     from perception.weights import CheckpointError
     from stream.config import ConfigError
     from stream.recorder import OutputError
+    from stream.scenarios import ScenarioError
     from stream.sources.base import SourceError
 
-    known = (ConfigError, SourceError, OutputError, CheckpointError, TeacherSpecError, DeviceError, SizingError)
+    known = (ConfigError, SourceError, OutputError, CheckpointError, TeacherSpecError, DeviceError, SizingError,
+             ScenarioError)
     try:
         if args.command == "run":
             return cmd_run(args)
@@ -286,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval_teacher(args)
         if args.command == "size":
             return cmd_size(args)
+        if args.command == "sim-test":
+            return cmd_sim_test(args)
         return cmd_train(args)
     except known as error:
         print(f"odistill: error: {error}", file=sys.stderr)
