@@ -287,6 +287,8 @@ class EvaluatorConfig:
 
         if self.robust_every < 0:
             raise ValueError(f"robust_every must be >= 0, got {self.robust_every}")
+        if not isinstance(self.visit_frames, int) or isinstance(self.visit_frames, bool) or self.visit_frames < 1:
+            raise ValueError(f"visit_frames must be an int >= 1 (frames), got {self.visit_frames!r}")
         if not self.depth_max > 0:
             raise ValueError(f"depth_max must be > 0 (metres), got {self.depth_max}")
         parse_eps_list(self.robust_eps, "robust_eps")

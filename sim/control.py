@@ -12,10 +12,11 @@ How one frame becomes a steering command (pure pursuit on the predicted road):
    onto a flat road (pinhole camera of known field of view, height and mount: what any car
    knows of its own camera). Row ``v`` below the horizon sees the ground ``Z = h f / (v - v0)``
    ahead.
-2. In each row, the run of drivable pixels (road, or a vehicle or person on it) under the
-   car's forward column gives the road's edges in metres. Where both edges are in view and
-   the span's width is near the map's, the span's centre is their middle; where one edge is
-   out of view, the centre lies half the map's width from the edge in view.
+2. In each row, the run of road pixels under the car's forward column gives the road's edges
+   in metres; an edge against a car or a person (a parked car hides the kerb) counts as
+   unseen. Where both edges are seen and the span's width is near the map's, the span's
+   centre is their middle; where one is unseen, the centre lies half the map's width from the
+   edge seen.
 3. The lane's centre lies ``target`` metres from the span's centre (the map's
    :class:`LaneGuide`, static per town and lane: HD-map knowledge, not per-frame truth). Each
    row's lane-centre point gives a pure-pursuit curvature ``2 x / (x^2 + d^2)`` (``x`` across,
@@ -51,6 +52,8 @@ ROAD = 0
 ON_THE_ROAD = (11, 12, 13, 14, 15, 16, 17, 18)  # person, rider, car, truck, bus, train, motorcycle, bicycle
 DRIVABLE = np.zeros(256, bool)  # what the road's edges are found around: the road, and what stands on it
 DRIVABLE[ROAD] = True
+OCCLUDES = np.zeros(256, bool)  # a road edge against one of these is the thing's edge, not the kerb
+OCCLUDES[list(ON_THE_ROAD)] = True
 MAX_STEER_DEG = 35.0  # the wheel angle of steer = 1 (CARLA's default cars: about 35 to 70 degrees)
 WHEELBASE_M = 2.7
 
@@ -188,6 +191,9 @@ class LaneKeeper:
             x_right = (right - self.width / 2.0) * scale
             if x_right - x_left > hi:
                 continue  # wider than the road even where in view: a cross street, or a broken prediction
+            label_row = labels[self.rows[r]]
+            left_seen = left_seen and not OCCLUDES[label_row[left - 1]]  # a car at the edge hides the kerb
+            right_seen = right_seen and not OCCLUDES[label_row[right]]
             if left_seen and right_seen:
                 if x_right - x_left < lo:
                     continue

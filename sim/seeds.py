@@ -59,6 +59,10 @@ CONFIDENCE_BENCH     100 951               ``bench/teacher_confidence.py``: conf
                                            test-time-averaged teacher labels on the hard domains
 STATIC_BENCH         100 981 .. 100 983    ``bench/static.py``: temporally correlated streams (stops at
                                            lights), the online student against a frozen copy
+CLOSED_LOOP_BENCH    100 991 .. 100 992    ``bench/closed_loop.py``: the lane keeper on ground truth, the
+                                           shipped student (online, frozen) and a random student
+SCENARIO_WORLDS      101 000 .. 101 999    the scenario suites (``scenarios/*.toml``, ``odistill sim-test``):
+                                           a scenario's ``seeds`` must lie here (or elsewhere in HELD_OUT)
 ===================  ====================  =======================================================
 
 The default run's world is not a benchmark world: a setting chosen by looking at the default
@@ -99,6 +103,8 @@ MULTITASK_BENCH = (100_901,)
 FEATURE_BENCH = (100_921,)
 CONFIDENCE_BENCH = (100_951,)
 STATIC_BENCH = (100_981, 100_982, 100_983)
+CLOSED_LOOP_BENCH = (100_991, 100_992)
+SCENARIO_WORLDS = range(101_000, 102_000)
 CEILING_BLOCK = 2  # the STUDENT_TRAINING block (train-student --seed) bench/ceiling.py's ceiling students learn on
 DRIFT_STREAM_TUNING = range(30_100, 30_200)  # inside DRIFT_TUNING: the long streams' detectors are tuned here
 
@@ -113,7 +119,8 @@ EVALUATION: dict[str, range | tuple[int, ...]] = {
     "TEACHER_BUDGET_BENCH": TEACHER_BUDGET_BENCH, "FORGETTING_BENCH": FORGETTING_BENCH,
     "FORGETTING_PROBES": FORGETTING_PROBES, "CEILING_BENCH": CEILING_BENCH,
     "MULTITASK_BENCH": MULTITASK_BENCH, "FEATURE_BENCH": FEATURE_BENCH, "CONFIDENCE_BENCH": CONFIDENCE_BENCH,
-    "STATIC_BENCH": STATIC_BENCH,
+    "STATIC_BENCH": STATIC_BENCH, "CLOSED_LOOP_BENCH": CLOSED_LOOP_BENCH,
+    "SCENARIO_WORLDS": SCENARIO_WORLDS,
 }  # the seeds scores are measured on
 
 

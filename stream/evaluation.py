@@ -111,18 +111,21 @@ class VisitScores:
         self.head = self.whole = None  # (C, C + 1) int64 of the visit under way
         self.tail: deque[np.ndarray] = deque(maxlen=edge)  # per-frame (C, C + 1) of its last frames
 
-    def update(self, domain: str, student: np.ndarray, label: np.ndarray) -> None:
-        """Count one frame's prediction (H, W) against its ground truth (H, W)."""
+    def update(self, domain: str, student: np.ndarray, label: np.ndarray | None, index: int | None = None) -> None:
+        """Count one frame's prediction (H, W) against its ground truth (H, W); a frame without
+        ground truth (None) still belongs to its visit (the stream's frames, not its labels,
+        make the visits; ``index`` is the frame's, else the count of frames so far)."""
         from perception.evaluator import confusion_update
 
         if not self.visits or self.visits[-1]["domain"] != domain:
             self._close()
-            self.visits.append({"domain": domain, "start": self.frames, "frames": 0})
+            self.visits.append({"domain": domain, "start": self.frames if index is None else index, "frames": 0})
             shape = (self.num_classes, self.num_classes + 1)
             self.head, self.whole = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
             self.tail.clear()
         matrix = np.zeros((self.num_classes, self.num_classes + 1), np.int64)  # (C, C + 1)
-        confusion_update(matrix, label, student, self.ignore_index)
+        if label is not None:
+            confusion_update(matrix, label, student, self.ignore_index)
         visit = self.visits[-1]
         if visit["frames"] < self.edge:
             self.head += matrix
@@ -194,8 +197,7 @@ class FrameEvaluator:
                                  f"whose ground truth record never arrived")
             self.last_index = output.index
             self.evaluator.update(truth.domain, self.mapper(output.student), truth.label, self.mapper(output.teacher))
-            if truth.label is not None:
-                self.visits.update(truth.domain, self.mapper(output.student), truth.label)
+            self.visits.update(truth.domain, self.mapper(output.student), truth.label, output.index)
             if output.robust is not None:
                 labels = {name: self.mapper(view) for name, view in output.robust.labels.items()}
                 self.robust.update(truth.domain, labels, output.robust.transforms, self.mapper(output.student),

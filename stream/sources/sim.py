@@ -120,6 +120,8 @@ class SimSource(IterateOnce):
         if index != self._last_index:
             raise SourceError(f"{self.source_id}: steering by frame {index}'s prediction, but the frame read last is "
                               f"{self._last_index}: a closed loop steers by each frame before the next is rendered")
+        if index == self._steered:
+            raise SourceError(f"{self.source_id}: frame {index} has steered the ego already")
         world = self._world
         velocity = world.ego.get_velocity()
         control = self._keeper.control(labels, world.lane_guide(), math.hypot(velocity.x, velocity.y))
