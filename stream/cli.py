@@ -8,6 +8,7 @@
     odistill train-student --steps 200 --set student_training.frames=400 --device cpu
     odistill size --budget-ms 8      # the student sizing table; the most accurate student inside 8 ms
     odistill sim-test scenarios/ --junit runs/sim-test.xml   # the scenario suite, pass/fail, JUnit XML
+    odistill export --checkpoint runs/latest/checkpoints/learner_3600.safetensors --out runs/export
 """
 from __future__ import annotations
 
@@ -275,6 +276,54 @@ def _sim_test_parser(sub: Any) -> None:
                    help="override one run setting in every scenario (after the scenario's own)")
 
 
+def _export_parser(sub: Any) -> None:
+    x = sub.add_parser("export", help="export a student to ONNX and TorchScript (camera bytes in, logits and labels "
+                                      "out), parity-checked against PyTorch, with manifest.json")
+    source = x.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a learner checkpoint (runs/X/checkpoints/learner_N.safetensors): its "
+                                             "predictor, checked on its replay frames")
+    source.add_argument("--weights", help="a student weights file (or default): checked on --source's first frames")
+    x.add_argument("--source", help="--weights: the frames to check parity on (default sim:tour)")
+    x.add_argument("--out", required=True, help="the export folder")
+    x.add_argument("--formats", default="onnx,torchscript", help="onnx, torchscript or both (default both)")
+    x.add_argument("--model-size", default="256x128", help="WxH the network runs at inside the graph (default 256x128)")
+    x.add_argument("--camera", help="WxH of the frames the graph takes (default: the parity frames' size)")
+    x.add_argument("--config", help="the run's TOML file (student.net and the like)")
+    x.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+
+
+def _size(text: str | None, flag: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    from perception.export import ExportError
+
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise ExportError(f"{flag} must be WIDTHxHEIGHT (e.g. 256x128), got {text!r}")
+    return int(width), int(height)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from perception.export import ExportConfig
+    from stream.config import load_config
+    from stream.export import export_from_checkpoint, export_from_weights
+
+    overrides = list(args.set) + ([f"run.source={args.source}"] if args.source else [])
+    config = load_config(args.config, overrides)
+    export = ExportConfig(formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
+                          model_size=_size(args.model_size, "--model-size"), camera_size=_size(args.camera, "--camera"))
+    if args.checkpoint:
+        out = export_from_checkpoint(config, args.checkpoint, args.out, export)
+    else:
+        out = export_from_weights(config, args.weights, args.out, export=export)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for fmt, parity in manifest["parity"].items():
+        print(f"{fmt:<12} {manifest['files'][fmt]:<12} argmax agreement {parity['agreement']:.5f} · max logit difference "
+              f"{parity['max_logit_diff']:.2e} on {parity['frames']} frames")
+    print(f"input {manifest['input']['shape']} uint8 RGB · manifest: {out / 'manifest.json'}")
+    return 0
+
+
 def cmd_sim_test(args: argparse.Namespace) -> int:
     import time
 
@@ -307,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     _train_parser(sub)
     _size_parser(sub)
     _sim_test_parser(sub)
+    _export_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -316,11 +366,12 @@ def main(argv: list[str] | None = None) -> int:
     from perception.weights import CheckpointError
     from stream.config import ConfigError
     from stream.recorder import OutputError
+    from perception.export import ExportError
     from stream.scenarios import ScenarioError
     from stream.sources.base import SourceError
 
     known = (ConfigError, SourceError, OutputError, CheckpointError, TeacherSpecError, DeviceError, SizingError,
-             ScenarioError)
+             ScenarioError, ExportError)
     try:
         if args.command == "run":
             return cmd_run(args)
@@ -330,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_size(args)
         if args.command == "sim-test":
             return cmd_sim_test(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_train(args)
     except known as error:
         print(f"odistill: error: {error}", file=sys.stderr)
