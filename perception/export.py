@@ -215,6 +215,9 @@ def export_student(net: nn.Module, out_dir: str | Path, frames: np.ndarray, conf
     example = torch.from_numpy(np.ascontiguousarray(frames[:1]))  # (1, H, W, 3) uint8
     with torch.inference_mode():
         reference = [tuple(t.numpy() for t in model(torch.from_numpy(np.ascontiguousarray(f[None])))) for f in frames]
+    for i, (logits, _) in enumerate(reference):
+        if not np.isfinite(logits).all():
+            raise ExportError(f"the student gives non-finite logits (NaN or inf) on parity frame {i}: not exported")
     report = ExportReport(camera_size=camera, model_size=tuple(config.model_size))
     for fmt in config.formats:
         path = out_dir / FILE_NAMES[fmt]

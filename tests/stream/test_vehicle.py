@@ -1,0 +1,181 @@
+"""The vehicle runtime: onnxruntime bundles, swaps between frames with none lost, local rollback
+on NaN, latency and confidence collapse, a registry that fails mid-run, and no torch or ray."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from perception.export import DeployableStudent, ExportConfig, ExportReport, export_manifest, export_student
+from stream.vehicle import BundleModel, VehicleConfig, VehicleError, VehicleRuntime, drive, open_vehicle_source
+
+REPO = Path(__file__).resolve().parents[2]
+H, W = 32, 64
+
+
+class Tiny(torch.nn.Module):
+    """A 1x1 convolution student (fast), or one that answers NaN or the same score for every class."""
+
+    def __init__(self, seed: int, kind: str = "ok") -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = torch.nn.Conv2d(3, 19, 1)
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # (B, 19, H, W)
+        if self.kind == "nan":
+            return y * float("nan")
+        if self.kind == "flat":
+            return y * 0.0
+        return y * 10.0
+
+
+def bundle(folder: Path, seed: int, kind: str = "ok", version: int = 1) -> Path:
+    """An exported bundle: student.onnx and manifest.json (bad kinds skip the export's parity check)."""
+    pytest.importorskip("onnx")
+    frames = np.random.default_rng(seed).integers(0, 256, (2, H, W, 3), dtype=np.uint8)
+    if kind == "ok":
+        report = export_student(Tiny(seed).eval(), folder, frames, ExportConfig(formats=("onnx",), model_size=(W, H)))
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.onnx.export(DeployableStudent(Tiny(seed, kind).eval(), (W, H), (W, H)).eval(),
+                          (torch.from_numpy(frames[:1]),), str(folder / "student.onnx"), input_names=["image"],
+                          output_names=["logits", "labels"], dynamo=False)
+        report = ExportReport(files={"onnx": str(folder / "student.onnx")}, camera_size=(W, H), model_size=(W, H))
+    (folder / "manifest.json").write_text(json.dumps(export_manifest(report, version=version)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundles")
+    return {name: bundle(root / name, seed, kind, version) for name, seed, kind, version in (
+        ("v1", 1, "ok", 1), ("v2", 2, "ok", 2), ("nan", 3, "nan", 3), ("flat", 4, "flat", 4), ("v5", 5, "ok", 5))}
+
+
+def image(i: int = 0) -> np.ndarray:
+    return np.random.default_rng(i).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def test_a_bundle_runs_in_onnxruntime_and_checks_its_input(bundles):
+    model = BundleModel(bundles["v1"])
+    logits, labels = model.run(image())
+    assert model.version == 1 and logits.shape == (1, 19, H, W) and labels.shape == (1, H, W)
+    with pytest.raises(VehicleError, match=r"takes \(32, 64, 3\) uint8 frames, got \(16, 64, 3\)"):
+        model.run(image()[:16])
+
+
+def test_bad_bundles_are_refused_by_name(tmp_path, bundles):
+    with pytest.raises(VehicleError, match="no manifest.json: not a student bundle"):
+        BundleModel(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text(json.loads(json.dumps("{")) + "not json")
+    with pytest.raises(VehicleError, match="manifest.json: unreadable"):
+        BundleModel(broken)
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / "manifest.json").write_text((bundles["v1"] / "manifest.json").read_text())
+    (truncated / "student.onnx").write_bytes((bundles["v1"] / "student.onnx").read_bytes()[:200])
+    with pytest.raises(VehicleError, match="onnxruntime cannot load it"):
+        BundleModel(truncated)
+    sneaky = tmp_path / "sneaky"
+    sneaky.mkdir()
+    manifest = json.loads((bundles["v1"] / "manifest.json").read_text())
+    manifest["files"]["onnx"] = "../v1/student.onnx"
+    (sneaky / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(VehicleError, match="names no ONNX file"):
+        BundleModel(sneaky)
+
+
+def test_swaps_happen_between_frames_and_no_frame_is_lost(bundles):
+    models = [BundleModel(bundles["v1"]), BundleModel(bundles["v2"])]
+    runtime = VehicleRuntime(VehicleConfig(poll_every=0), models[0])
+    outputs = []
+    for i in range(100):
+        if i % 2 == 0:
+            runtime.offer(models[(i // 2 + 1) % 2])  # a new version every other frame: 50 swaps
+        outputs.append(runtime.step(image(i)))
+    assert runtime.frames == len(outputs) == 100 and runtime.swaps == 50 and runtime.rollbacks == 0
+    expected = [models[(i // 2 + 1) % 2].run(image(i))[1][0] for i in range(100)]
+    assert all(np.array_equal(a, b) for a, b in zip(outputs, expected)), "each frame labelled by the version swapped in before it"
+
+
+@pytest.mark.parametrize("bad, reason", [("nan", "NaN or infinite logits"), ("flat", "confidence collapsed")])
+def test_an_unhealthy_version_is_rolled_back_at_once_and_never_taken_again(bundles, bad, reason):
+    good, broken = BundleModel(bundles["v1"]), BundleModel(bundles[bad])
+    runtime = VehicleRuntime(VehicleConfig(poll_every=0, watch_frames=3), good)
+    runtime.offer(broken)
+    labels = [runtime.step(image(i)) for i in range(6)]
+    assert runtime.version == 1 and runtime.rollbacks == 1 and len(labels) == 6
+    event = next(e for e in runtime.events if e["kind"] == "rollback")
+    assert event["version"] == broken.version and event["to"] == 1 and reason in event["reason"]
+    if bad == "nan":  # refused on its first frame, which the good version labels instead
+        assert event["frame"] == 0 and np.array_equal(labels[0], good.run(image(0))[1][0])
+    else:  # judged over the watch's 3 frames
+        assert event["frame"] == 2
+    runtime.offer(broken)
+    runtime.step(image(9))
+    assert runtime.version == 1 and runtime.swaps == 1
+
+
+def test_a_version_over_the_latency_budget_is_rolled_back(bundles):
+    class Slow(BundleModel):
+        def run(self, frame):
+            time.sleep(0.004)
+            return super().run(frame)
+
+    runtime = VehicleRuntime(VehicleConfig(poll_every=0, watch_frames=3, budget_ms=2.0), BundleModel(bundles["v1"]))
+    runtime.offer(Slow(bundles["v2"]))
+    for i in range(4):
+        runtime.step(image(i))
+    assert runtime.version == 1 and "over the 2 ms budget" in runtime.events[-1]["reason"]
+
+
+def test_the_registry_failing_mid_run_is_recorded_and_the_vehicle_keeps_driving(bundles):
+    calls = []
+
+    def fetch():
+        calls.append(1)
+        if len(calls) == 1:
+            return BundleModel(bundles["v5"])
+        raise ConnectionError("registry at http://127.0.0.1:9 unreachable")
+
+    runtime = VehicleRuntime(VehicleConfig(poll_every=5), BundleModel(bundles["v1"]), fetch=fetch)
+    for i in range(30):
+        runtime.step(image(i))
+        if runtime.poller is not None:
+            runtime.poller.join()
+    runtime.close()
+    assert runtime.frames == 30 and runtime.version == 5 and len(calls) == 6
+    failed = [e for e in runtime.events if e["kind"] == "fetch_failed"]
+    assert len(failed) == 5 and "unreachable" in failed[0]["reason"]
+
+
+def test_the_vehicle_process_imports_neither_torch_nor_ray(bundles):
+    code = (f"import sys, json\nfrom stream.vehicle import BundleModel, VehicleConfig, VehicleRuntime, drive, open_vehicle_source\n"
+            f"runtime = VehicleRuntime(VehicleConfig(poll_every=0), BundleModel({str(bundles['v1'])!r}))\n"
+            f"from types import SimpleNamespace\n"
+            f"import numpy as np\n"
+            f"for i in range(3): runtime.step(np.zeros(({H}, {W}, 3), np.uint8))\n"
+            f"src = open_vehicle_source('sim:clear', 2)\nnext(iter(src)); src.close()\n"
+            f"print(json.dumps(sorted(m for m in ('torch', 'ray', 'kornia', 'torchvision') if m in sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_drive_runs_a_source_through_the_runtime(bundles):
+    runtime = VehicleRuntime(VehicleConfig(poll_every=0), BundleModel(bundles["v1"]))
+    from sim.world import SimConfig
+    from stream.sources.sim import SimSource
+
+    summary = drive(runtime, SimSource(SimConfig(width=W, height=H), seed=1, frames=5, schedule="clear"), frames=5)
+    assert summary["frames"] == 5 and summary["version"] == 1 and summary["rollbacks"] == 0
