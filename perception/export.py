@@ -248,12 +248,12 @@ def export_manifest(report: ExportReport, **extra: Any) -> dict[str, Any]:
 
     Example:
         >>> m = export_manifest(ExportReport(files={"onnx": "/x/student.onnx"}, camera_size=(64, 32), model_size=(64, 32)))
-        >>> m["input"]["shape"], m["files"], m["label_space"]["classes"][0]
+        >>> m["input"]["shape"], m["models"], m["label_space"]["classes"][0]
         ([1, 32, 64, 3], {'onnx': 'student.onnx'}, 'road')
     """
     width, height = report.camera_size
     return {
-        "files": {fmt: Path(path).name for fmt, path in report.files.items()},
+        "models": {fmt: Path(path).name for fmt, path in report.files.items()},
         "input": {"name": "image", "shape": [1, height, width, 3], "dtype": "uint8", "layout": "NHWC", "colour": "RGB",
                   "range": [0, 255]},
         "outputs": {"logits": {"shape": [1, len(CLASS_NAMES), report.model_size[1], report.model_size[0]], "dtype": "float32"},

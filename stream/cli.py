@@ -318,9 +318,120 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = export_from_weights(config, args.weights, args.out, export=export)
     manifest = json.loads((out / "manifest.json").read_text())
     for fmt, parity in manifest["parity"].items():
-        print(f"{fmt:<12} {manifest['files'][fmt]:<12} argmax agreement {parity['agreement']:.5f} · max logit difference "
+        print(f"{fmt:<12} {manifest['models'][fmt]:<12} argmax agreement {parity['agreement']:.5f} · max logit difference "
               f"{parity['max_logit_diff']:.2e} on {parity['frames']} frames")
     print(f"input {manifest['input']['shape']} uint8 RGB · manifest: {out / 'manifest.json'}")
+    return 0
+
+
+def _vehicle_parser(sub: Any) -> None:
+    v = sub.add_parser("vehicle", help="the vehicle runtime: run the deployed student bundle with onnxruntime on a "
+                                       "stream, swapping in new versions and rolling back unhealthy ones")
+    where = v.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bundle", help="a bundle folder (manifest.json + student.onnx, as odistill export writes)")
+    where.add_argument("--registry", help="a TUF registry: a folder or an http(s) URL (needs --root)")
+    v.add_argument("--root", help="--registry: the trusted root.json the vehicle holds")
+    v.add_argument("--cache", default="runs/vehicle-cache", help="--registry: where metadata and bundles are kept")
+    v.add_argument("--source", default="sim:clear", help="the camera stream (default sim:clear)")
+    v.add_argument("--frames", type=int, default=300, help="frames to run (default 300)")
+    v.add_argument("--seed", type=int, default=100_000, help="the simulator's world (default 100000, held out)")
+    v.add_argument("--budget-ms", type=float, default=100.0, help="a version slower than this (median) is rolled back")
+    v.add_argument("--poll-every", type=int, default=50, help="frames between registry refreshes (default 50)")
+
+
+def cmd_vehicle(args: argparse.Namespace) -> int:
+    from stream.vehicle import BundleModel, VehicleConfig, VehicleRuntime, drive, open_vehicle_source
+
+    config = VehicleConfig(budget_ms=args.budget_ms, poll_every=args.poll_every)
+    if args.bundle:
+        runtime = VehicleRuntime(config, BundleModel(args.bundle))
+    else:
+        from stream.vehicle import registry_fetcher
+
+        if not args.root:
+            raise SystemExit("odistill vehicle: --registry needs --root (the trusted root.json)")
+        fetch = registry_fetcher(args.registry, args.root, args.cache)
+        first = fetch()
+        if first is None:
+            raise SystemExit(f"odistill vehicle: {args.registry} deploys no student yet")
+        runtime = VehicleRuntime(config, first, fetch=fetch)
+    summary = drive(runtime, open_vehicle_source(args.source, args.frames, seed=args.seed), args.frames)
+    print(f"vehicle: {summary['frames']} frames on v{summary['version']} · median {summary['frame_ms_median']:.1f} ms/frame · "
+          f"{summary['swaps']} swaps (longest {summary['swap_ms_max']:.2f} ms) · {summary['rollbacks']} rollbacks")
+    for event in summary["events"]:
+        if event["kind"] != "swap":
+            print(f"  frame {event['frame']}: {event['kind']}: {event.get('reason', '')}")
+    return 0
+
+
+def _registry_parsers(sub: Any) -> None:
+    k = sub.add_parser("keys", help="signing keys for the registry")
+    k_sub = k.add_subparsers(dest="keys_command", required=True)
+    new = k_sub.add_parser("new", help="a new Ed25519 private key (PEM, mode 0600) and its public key beside it (.pub)")
+    new.add_argument("path")
+    r = sub.add_parser("registry", help="the TUF registry of student bundles: init, add, list, show, promote, rollback")
+    r_sub = r.add_subparsers(dest="registry_command", required=True)
+    init = r_sub.add_parser("init", help="a new registry folder (servable by any static file host)")
+    init.add_argument("folder")
+    init.add_argument("--key", help="one private key for every role")
+    for role in ("root", "targets", "snapshot", "timestamp"):
+        init.add_argument(f"--{role}-key", help=f"the {role} role's private key (default --key)")
+    add = r_sub.add_parser("add", help="publish a bundle (a folder with manifest.json, or a .tar.gz) as a candidate")
+    add.add_argument("folder")
+    add.add_argument("bundle")
+    add.add_argument("--reason", default="published")
+    for name, help_text in (("list", "every bundle: version, stage, time"), ("refresh", "re-sign the short-lived metadata")):
+        r_sub.add_parser(name, help=help_text).add_argument("folder")
+    show = r_sub.add_parser("show", help="one bundle: manifest summary, files, stage history")
+    show.add_argument("folder")
+    show.add_argument("version", type=int)
+    promote = r_sub.add_parser("promote", help="move a bundle forward: approved, deployed or retired")
+    promote.add_argument("folder")
+    promote.add_argument("version", type=int)
+    promote.add_argument("stage", choices=["approved", "deployed", "retired"])
+    promote.add_argument("--reason", required=True)
+    rollback = r_sub.add_parser("rollback", help="redeploy the previous deployment as a new, higher version")
+    rollback.add_argument("folder")
+    rollback.add_argument("--reason", required=True)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from stream.registry import new_key
+
+    print(f"{args.path}: Ed25519 key {new_key(args.path)} (public key in {args.path}.pub)")
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from stream.registry import Registry
+
+    command = args.registry_command
+    if command == "init":
+        keys = {role: getattr(args, f"{role}_key") or args.key for role in ("root", "targets", "snapshot", "timestamp")}
+        missing = [role for role, key in keys.items() if not key]
+        if missing:
+            raise SystemExit(f"odistill registry init: no key for {', '.join(missing)} (give --key or --ROLE-key)")
+        registry = Registry.init(args.folder, keys)
+        print(f"registry {args.folder}: vehicles trust {registry.root_path}")
+        return 0
+    registry = Registry(args.folder)
+    if command == "add":
+        info = registry.add_bundle(args.bundle, reason=args.reason)
+        print(f"published v{info.version} ({info.stage})")
+    elif command == "list":
+        for info in registry.list():
+            print(f"v{info.version:<5} {info.stage:<10} {info.created}  parent {info.parent}  {info.target}")
+    elif command == "show":
+        print(registry.show(args.version).describe())
+    elif command == "promote":
+        info = registry.promote(args.version, args.stage, args.reason)
+        print(f"v{info.version} is {info.stage}")
+    elif command == "rollback":
+        info = registry.rollback(args.reason)
+        print(f"v{info.version} deployed: the files of v{info.republishes}")
+    elif command == "refresh":
+        registry.refresh()
+        print(f"registry {args.folder}: metadata re-signed")
     return 0
 
 
@@ -357,9 +468,22 @@ def main(argv: list[str] | None = None) -> int:
     _size_parser(sub)
     _sim_test_parser(sub)
     _export_parser(sub)
+    _vehicle_parser(sub)
+    _registry_parsers(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command in ("vehicle", "keys", "registry"):  # before the training side's imports: no torch, no ray
+        from stream.registry import RegistryError
+        from stream.sources.base import SourceError
+        from stream.vehicle import VehicleError
+
+        command = {"vehicle": cmd_vehicle, "keys": cmd_keys, "registry": cmd_registry}[args.command]
+        try:
+            return command(args)
+        except (VehicleError, SourceError, RegistryError) as error:
+            print(f"odistill: error: {error}", file=sys.stderr)
+            return 2
     from perception.device import DeviceError
     from perception.sizing import SizingError
     from perception.teachers import TeacherSpecError

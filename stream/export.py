@@ -14,7 +14,7 @@ Example:
     >>> out = export_from_weights(load_config(None, ["sim.width=64", "sim.height=32"]), "default", tempfile.mkdtemp(),
     ...                           frames=2, export=ExportConfig(formats=("torchscript",), model_size=(64, 32)))
     >>> manifest = json.loads((out / "manifest.json").read_text())
-    >>> manifest["files"], manifest["input"]["shape"], manifest["student"]["net"]
+    >>> manifest["models"], manifest["input"]["shape"], manifest["student"]["net"]
     ({'torchscript': 'student.pt'}, [1, 32, 64, 3], 'default')
 """
 from __future__ import annotations

@@ -102,9 +102,9 @@ class BundleModel:
             raise VehicleError(f"{folder}: no manifest.json: not a student bundle") from None
         except (OSError, json.JSONDecodeError) as error:
             raise VehicleError(f"{folder}/manifest.json: unreadable ({error})") from None
-        name = (manifest.get("files") or {}).get("onnx")
+        name = (manifest.get("models") or {}).get("onnx")
         if not name or "/" in name or "\\" in name or name.startswith("."):
-            raise VehicleError(f"{folder}/manifest.json: names no ONNX file in files.onnx (got {name!r})")
+            raise VehicleError(f"{folder}/manifest.json: names no ONNX file in models.onnx (got {name!r})")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         try:
@@ -284,3 +284,25 @@ def drive(runtime: VehicleRuntime, source: Any, frames: int) -> dict[str, Any]:
         source.close()
         runtime.close()
     return runtime.summary()
+
+
+def registry_fetcher(registry: str | Path, trusted_root: str | Path, cache_dir: str | Path,
+                     threads: int = 1) -> Callable[[], BundleModel | None]:
+    """A fetcher for :class:`VehicleRuntime`: refresh the registry's TUF metadata, download and
+    verify the deployed bundle (:func:`stream.registry.fetch_deployed`) and load it; None when
+    the deployed version is the one loaded last. A refused or unreachable registry raises
+    (the runtime records it and keeps its version)."""
+    from stream.registry import fetch_deployed
+
+    loaded: dict[str, int | None] = {"version": None}
+
+    def fetch() -> BundleModel | None:
+        deployed = fetch_deployed(registry, trusted_root, cache_dir)
+        if deployed.version == loaded["version"]:
+            return None
+        model = BundleModel(deployed.path, version=deployed.version, threads=threads)
+        model.run(np.zeros(model.shape, np.uint8))  # warm up here, in the background, not on a frame
+        loaded["version"] = deployed.version
+        return model
+
+    return fetch

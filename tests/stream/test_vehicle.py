@@ -89,7 +89,7 @@ def test_bad_bundles_are_refused_by_name(tmp_path, bundles):
     sneaky = tmp_path / "sneaky"
     sneaky.mkdir()
     manifest = json.loads((bundles["v1"] / "manifest.json").read_text())
-    manifest["files"]["onnx"] = "../v1/student.onnx"
+    manifest["models"]["onnx"] = "../v1/student.onnx"
     (sneaky / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(VehicleError, match="names no ONNX file"):
         BundleModel(sneaky)
@@ -179,3 +179,47 @@ def test_drive_runs_a_source_through_the_runtime(bundles):
 
     summary = drive(runtime, SimSource(SimConfig(width=W, height=H), seed=1, frames=5, schedule="clear"), frames=5)
     assert summary["frames"] == 5 and summary["version"] == 1 and summary["rollbacks"] == 0
+
+
+def test_the_vehicle_follows_the_registry_over_http_and_survives_it_going_away(tmp_path, bundles):
+    """Deployments reach a running vehicle between frames through a TUF registry on a loopback
+    HTTP server; when the server goes away the vehicle records it and drives on."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from stream.registry import Registry, new_key
+    from stream.vehicle import registry_fetcher
+
+    new_key(tmp_path / "fleet.pem")
+    registry = Registry.init(tmp_path / "registry", tmp_path / "fleet.pem")
+    for name in ("v1", "v2"):
+        registry.add_bundle(bundles[name], reason="exported")
+    registry.promote(1, "approved", "gate")
+    registry.promote(1, "deployed", "fleet")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "registry"))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    fetch = registry_fetcher(url, registry.root_path, tmp_path / "vehicle")
+    runtime = VehicleRuntime(VehicleConfig(poll_every=4), fetch(), fetch=fetch)
+    assert runtime.version == 1
+
+    def frames(n, start):
+        for i in range(start, start + n):
+            runtime.step(image(i))
+            if runtime.poller is not None:
+                runtime.poller.join()
+
+    frames(8, 0)
+    registry.promote(2, "approved", "gate")
+    registry.promote(2, "deployed", "fleet")
+    frames(8, 8)
+    assert runtime.version == 2 and runtime.swaps == 1, runtime.events
+    server.shutdown()
+    server.server_close()
+    frames(8, 16)
+    runtime.close()
+    assert runtime.frames == 24 and runtime.version == 2
+    assert any(e["kind"] == "fetch_failed" for e in runtime.events)

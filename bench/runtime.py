@@ -1,0 +1,129 @@
+"""The vehicle runtime against a bare onnxruntime session, and swaps under load.
+
+    .venv/bin/python bench/runtime.py [--frames 600] [--swaps 100] [--repeats 5]
+
+1. Export the shipped student (256x128 camera frames) twice: two bundles, v1 and v2.
+2. Overhead: the same frames through a bare ``onnxruntime.InferenceSession`` (the baseline) and
+   through :class:`stream.vehicle.VehicleRuntime` (its health checks included); medians over
+   ``--repeats`` interleaved passes, ``overhead_vs_ort`` = runtime / bare - 1 (target <= 0.05).
+3. Swaps under load: ``--swaps`` new versions offered while frames stream (every few frames);
+   each frame must come out (``frames_lost`` = frames in - frames out, target 0) and a swap must
+   cost at most one frame time (``swap_ms_max`` against ``frame_ms``).
+4. ``vehicle_imports``: the heavy modules a fresh process running the runtime imported (target []).
+
+Last line: one JSON object with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("bench.runtime")
+
+
+def make_bundles(out: Path, frames: np.ndarray) -> list[Path]:
+    from perception.export import ExportConfig, export_manifest, export_student
+    from perception.student_nets import build_student_net
+    from perception.weights import load_weights
+    from stream.builders import shipped_student_weights
+
+    folders = []
+    for version in (1, 2):
+        net = build_student_net("default")
+        load_weights(net, shipped_student_weights("default"))
+        if version == 2:  # another student: the same net a little changed
+            import torch
+
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.mul_(1.001)
+        folder = out / f"v{version}"
+        report = export_student(net.eval(), folder, frames, ExportConfig(formats=("onnx",)))
+        (folder / "manifest.json").write_text(json.dumps(export_manifest(report, version=version)))
+        folders.append(folder)
+    return folders
+
+
+def vehicle_imports(bundle: Path) -> list[str]:
+    code = ("import sys, json, numpy as np\nfrom stream.vehicle import BundleModel, VehicleConfig, VehicleRuntime\n"
+            f"r = VehicleRuntime(VehicleConfig(poll_every=0), BundleModel({str(bundle)!r}))\n"
+            "r.step(np.zeros((128, 256, 3), np.uint8))\n"
+            "print(json.dumps(sorted(m for m in ('torch', 'ray', 'kornia', 'torchvision', 'tensorflow') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=600)
+    parser.add_argument("--swaps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from sim.world import SimConfig
+    from stream.sources.sim import SimSource
+
+    frames = np.stack([f.image for f in SimSource(SimConfig(), seed=100_301, frames=64, schedule="tour")])  # (64, 128, 256, 3)
+    out = Path(tempfile.mkdtemp(prefix="odistill-runtime-"))
+    v1, v2 = make_bundles(out, frames[:16])
+    import onnxruntime as ort
+
+    from stream.vehicle import BundleModel, VehicleConfig, VehicleRuntime
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    bare = ort.InferenceSession(str(v1 / "student.onnx"), options, providers=["CPUExecutionProvider"])
+    runtime = VehicleRuntime(VehicleConfig(poll_every=0), BundleModel(v1))
+    stream = [frames[i % len(frames)] for i in range(args.frames)]
+    bare_ms, runtime_ms = [], []
+    for _ in range(args.repeats):  # interleaved passes: the machine's noise hits both alike
+        started = time.perf_counter()
+        for image in stream:
+            bare.run(["logits", "labels"], {"image": image[None]})
+        bare_ms.append((time.perf_counter() - started) * 1000 / len(stream))
+        started = time.perf_counter()
+        for image in stream:
+            runtime.step(image)
+        runtime_ms.append((time.perf_counter() - started) * 1000 / len(stream))
+    bare_median, runtime_median = statistics.median(bare_ms), statistics.median(runtime_ms)
+    overhead = runtime_median / bare_median - 1.0
+    print(f"per frame: bare onnxruntime (baseline) {bare_median:.2f} ms · vehicle runtime {runtime_median:.2f} ms · "
+          f"overhead {overhead * 100:+.1f}% (target <= +5%)")
+
+    models = [BundleModel(v1, version=1), BundleModel(v2, version=2)]
+    swapping = VehicleRuntime(VehicleConfig(poll_every=0, watch_frames=2, budget_ms=1000.0), models[0])
+    period = max(1, args.frames // args.swaps)
+    produced, version = 0, 1
+    for i, image in enumerate(stream):
+        if i % period == 0 and swapping.swaps < args.swaps:
+            version += 1
+            models[version % 2].version = version  # a new version number each time, the two graphs in turn
+            swapping.offer(models[version % 2])
+        swapping.step(image)
+        produced += 1
+    summary = swapping.summary()
+    frame_ms = summary["frame_ms_median"]
+    print(f"swaps under load: {summary['swaps']} swaps over {len(stream)} frames, {len(stream) - produced} frames lost, "
+          f"longest swap {summary['swap_ms_max']:.3f} ms against a frame time of {frame_ms:.2f} ms")
+    imports = vehicle_imports(v1)
+    print(f"modules a vehicle process imported of torch, ray, kornia, torchvision, tensorflow: {imports}")
+    print(json.dumps({"frames": len(stream), "swaps": summary["swaps"], "frames_lost": len(stream) - produced,
+                      "swap_ms_max": summary["swap_ms_max"], "frame_ms": frame_ms, "bare_ort_ms": bare_median,
+                      "runtime_ms": runtime_median, "overhead_vs_ort": overhead, "vehicle_imports": imports,
+                      "rollbacks": summary["rollbacks"]}))
+
+
+if __name__ == "__main__":
+    main()
