@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: on a machine without a GPU this is the CPU build; with one, pip's CUDA build
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[train,test]"
 	touch $(STAMP)
 
 install: $(STAMP)

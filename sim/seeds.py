@@ -61,6 +61,9 @@ STATIC_BENCH         100 981 .. 100 983    ``bench/static.py``: temporally corre
                                            lights), the online student against a frozen copy
 CLOSED_LOOP_BENCH    100 991 .. 100 992    ``bench/closed_loop.py``: the lane keeper on ground truth, the
                                            shipped student (online, frozen) and a random student
+GATE_SET             100 971 .. 100 972    ``odistill registry gate``: the promotion gate's frames (kept aside
+                                           from every training run; candidates and the deployed version
+                                           are scored on them)
 SCENARIO_WORLDS      101 000 .. 101 999    the scenario suites (``scenarios/*.toml``, ``odistill sim-test``):
                                            a scenario's ``seeds`` must lie here (or elsewhere in HELD_OUT)
 ===================  ====================  =======================================================
@@ -104,6 +107,7 @@ FEATURE_BENCH = (100_921,)
 CONFIDENCE_BENCH = (100_951,)
 STATIC_BENCH = (100_981, 100_982, 100_983)
 CLOSED_LOOP_BENCH = (100_991, 100_992)
+GATE_SET = (100_971, 100_972)
 SCENARIO_WORLDS = range(101_000, 102_000)
 CEILING_BLOCK = 2  # the STUDENT_TRAINING block (train-student --seed) bench/ceiling.py's ceiling students learn on
 DRIFT_STREAM_TUNING = range(30_100, 30_200)  # inside DRIFT_TUNING: the long streams' detectors are tuned here
@@ -119,7 +123,7 @@ EVALUATION: dict[str, range | tuple[int, ...]] = {
     "TEACHER_BUDGET_BENCH": TEACHER_BUDGET_BENCH, "FORGETTING_BENCH": FORGETTING_BENCH,
     "FORGETTING_PROBES": FORGETTING_PROBES, "CEILING_BENCH": CEILING_BENCH,
     "MULTITASK_BENCH": MULTITASK_BENCH, "FEATURE_BENCH": FEATURE_BENCH, "CONFIDENCE_BENCH": CONFIDENCE_BENCH,
-    "STATIC_BENCH": STATIC_BENCH, "CLOSED_LOOP_BENCH": CLOSED_LOOP_BENCH,
+    "STATIC_BENCH": STATIC_BENCH, "CLOSED_LOOP_BENCH": CLOSED_LOOP_BENCH, "GATE_SET": GATE_SET,
     "SCENARIO_WORLDS": SCENARIO_WORLDS,
 }  # the seeds scores are measured on
 

@@ -390,6 +390,15 @@ def _registry_parsers(sub: Any) -> None:
     promote.add_argument("version", type=int)
     promote.add_argument("stage", choices=["approved", "deployed", "retired"])
     promote.add_argument("--reason", required=True)
+    gate = r_sub.add_parser("gate", help="the promotion gate: approve a candidate only if its clean and robust mIoU on "
+                                         "the gate set are within 0.5 points of the deployed version's and the "
+                                         "scenario suite passes; the decision goes into its signed history")
+    gate.add_argument("folder")
+    gate.add_argument("version", type=int)
+    gate.add_argument("--scenarios", help="a scenario folder (or file) the candidate must pass")
+    gate.add_argument("--frames", type=int, default=48, help="gate-set frames (default 48)")
+    gate.add_argument("--max-drop-points", type=float, default=0.5)
+    gate.add_argument("--out", default="runs/gate", help="the scenario runs' folder")
     rollback = r_sub.add_parser("rollback", help="redeploy the previous deployment as a new, higher version")
     rollback.add_argument("folder")
     rollback.add_argument("--reason", required=True)
@@ -406,6 +415,13 @@ def cmd_registry(args: argparse.Namespace) -> int:
     from stream.registry import Registry
 
     command = args.registry_command
+    if command == "gate":
+        from stream.gate import GateConfig, run_gate
+
+        decision = run_gate(args.folder, args.version, GateConfig(max_drop_points=args.max_drop_points, frames=args.frames),
+                            scenarios=args.scenarios, out_dir=args.out)
+        print(f"v{args.version}: {decision.text()}")
+        return 0 if decision.approved else 1
     if command == "init":
         keys = {role: getattr(args, f"{role}_key") or args.key for role in ("root", "targets", "snapshot", "timestamp")}
         missing = [role for role, key in keys.items() if not key]

@@ -193,6 +193,26 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class PublishConfig:
+    """Candidates published to a registry during a run (``stream/gate.py`` judges them later).
+
+    Example:
+        >>> PublishConfig(every=-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: publish.every and publish.after_drift must be >= 0 frames, got -1, 0
+    """
+
+    registry: str = ""  # a registry folder (odistill registry init); "" = publish nothing
+    every: int = 0  # publish the checkpoint at every multiple of this many frames (a multiple of learner.checkpoint_every)
+    after_drift: int = 0  # publish the first checkpoint at least this many frames after a drift (0 = off)
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.after_drift < 0:
+            raise ValueError(f"publish.every and publish.after_drift must be >= 0 frames, got {self.every}, {self.after_drift}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)
     sim: SimConfig = field(default_factory=SimConfig)
@@ -210,6 +230,7 @@ class RunConfig:
     robust: RobustDistillConfig = field(default_factory=RobustDistillConfig)
     experts: ExpertConfig = field(default_factory=ExpertConfig)
     static: StaticGateConfig = field(default_factory=StaticGateConfig)  # the input-change gate (static stretches)
+    publish: PublishConfig = field(default_factory=PublishConfig)  # candidates to a registry during the run
 
     def check(self) -> None:
         """Checks that span sections (each section checks its own values when it is made)."""
@@ -242,6 +263,13 @@ class RunConfig:
             if self.teacher.spec.partition(":")[0] != "sim":
                 raise ConfigError(f"distill.depth_weight={self.distill.depth_weight:g} needs a teacher with depth (the sim "
                                   f"teacher with its depth head), got teacher.spec={self.teacher.spec}")
+        if (self.publish.every or self.publish.after_drift) and not self.publish.registry:
+            raise ConfigError("publish.every / publish.after_drift need publish.registry (a registry folder)")
+        if self.publish.every and (not self.learner.checkpoint_every or self.publish.every % self.learner.checkpoint_every):
+            raise ConfigError(f"publish.every={self.publish.every} must be a multiple of learner.checkpoint_every="
+                              f"{self.learner.checkpoint_every}: candidates are the learner's checkpoints")
+        if self.publish.after_drift and not self.learner.checkpoint_every:
+            raise ConfigError("publish.after_drift needs learner.checkpoint_every > 0: candidates are the learner's checkpoints")
         check_label_maps(self)
 
     def least_ring_slots(self) -> int:

@@ -283,6 +283,11 @@ class Driver:
         self.sent: dict[int, _Sent] = {}
         self.in_flight: deque[tuple[list[int], Any, Any]] = deque()  # (frame indices, results, windows) per call
         self.shape: tuple[int, int] | None = None
+        self.publisher = None  # candidates to a registry during the run (publish.registry)
+        if config.publish.registry:
+            from stream.publish import Publisher
+
+            self.publisher = Publisher(config.publish)
 
     # -- the run ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -401,6 +406,10 @@ class Driver:
                 if event.get("kind") == "checkpoint":  # frames up to here will never be sent again
                     for index in [i for i in self.sent if i <= event["index"]]:
                         del self.sent[index]
+                if self.publisher is not None:
+                    published = self.publisher.on_event(event, self.config, self.config.run.out)
+                    if published is not None:
+                        self.session.recorder.event(published)
         self.session.on_windows(self.placement.get(windows_ref))
 
     def _recover(self) -> None:

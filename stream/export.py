@@ -4,8 +4,8 @@ its manifest, checked for parity on the run's own frames.
 From a learner checkpoint (``runs/X/checkpoints/learner_N.safetensors``) the student is the
 predictor the run was using (its EMA weights where it kept them), and the parity frames are
 the images in the checkpoint's replay buffer: frames from the run. From a weights file, the
-parity frames are read from ``--source``. The folder gets ``student.onnx``, ``student.pt`` and
-``manifest.json`` (:func:`perception.export.export_manifest` plus where the student came from:
+parity frames are read from ``--source``. The folder gets ``student.onnx``, ``student.pt``,
+``student.safetensors`` (the PyTorch weights: the promotion gate attacks them) and ``manifest.json`` (:func:`perception.export.export_manifest` plus where the student came from:
 the net, the teacher, the frames it was trained on, the checkpoint's state).
 
 Example:
@@ -15,7 +15,7 @@ Example:
     ...                           frames=2, export=ExportConfig(formats=("torchscript",), model_size=(64, 32)))
     >>> manifest = json.loads((out / "manifest.json").read_text())
     >>> manifest["models"], manifest["input"]["shape"], manifest["student"]["net"]
-    ({'torchscript': 'student.pt'}, [1, 32, 64, 3], 'default')
+    ({'torchscript': 'student.pt', 'weights': 'student.safetensors'}, [1, 32, 64, 3], 'default')
 """
 from __future__ import annotations
 
@@ -34,9 +34,13 @@ from stream.config import RunConfig
 log = logging.getLogger(__name__)
 
 
-def _write(out: Path, report: Any, student: dict[str, Any], config: RunConfig) -> Path:
+def _write(out: Path, report: Any, student: dict[str, Any], config: RunConfig, model: Any) -> Path:
+    from perception.weights import save_weights
+
+    save_weights(model, out / "student.safetensors")  # the training side's gate attacks it (gradients)
     manifest = export_manifest(report, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), student=student,
                                teacher=config.teacher.spec)
+    manifest["models"]["weights"] = "student.safetensors"
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return out
 
@@ -68,7 +72,7 @@ def export_from_checkpoint(config: RunConfig, checkpoint: str | Path, out_dir: s
     report = export_student(model.eval(), out_dir, frames, export)
     student = {"net": config.student.net, "checkpoint": str(checkpoint), "frames_trained_on": state.get("next_index"),
                "optimizer_steps": state.get("optimizer_steps"), "teacher_calls": state.get("teacher_calls")}
-    return _write(Path(out_dir), report, student, config)
+    return _write(Path(out_dir), report, student, config, model)
 
 
 def export_from_weights(config: RunConfig, weights: str, out_dir: str | Path, frames: int = 32,
@@ -93,4 +97,4 @@ def export_from_weights(config: RunConfig, weights: str, out_dir: str | Path, fr
         raise ExportError(f"{config.run.source}: gave no frame to check parity on")
     report = export_student(model, out_dir, np.stack(images), export)
     student = {"net": config.student.net, "weights": weights, "frames_trained_on": None}
-    return _write(Path(out_dir), report, student, config)
+    return _write(Path(out_dir), report, student, config, model)

@@ -532,6 +532,27 @@ class Registry:
             self._publish(signers, f"version {version} {stage} -> {to_stage}")
         return self.show(version)
 
+    def unpack(self, version: int, dest: str | Path) -> Path:
+        """Unpack bundle ``version`` (its hash checked) into ``dest``, for the registry side's own
+        checks (a promotion gate); returns ``dest``."""
+        info = self.show(version)
+        path = self.targets_dir / f"{info.sha256}.{info.target}"
+        if not path.is_file() or _sha256(path) != info.sha256:
+            raise RegistryError(f"{path}: bundle version {version} is missing or does not match its signed hash")
+        safe_extract(path, dest)
+        return Path(dest)
+
+    def note(self, version: int, reason: str) -> BundleInfo:
+        """Record a decision about ``version`` that moves nothing (a promotion gate's refusal)
+        in its signed history."""
+        if not reason or not reason.strip():
+            raise RegistryError(f"{self.folder}: a note on version {version} needs a reason")
+        with self._writing() as signers:
+            record = self._target(version).custom["odistill"]
+            record["history"].append(self._event(record["stage"], reason, note=True))
+            self._publish(signers, f"version {version}: note")
+        return self.show(version)
+
     def _move(self, target: TargetFile, stage: str, reason: str, **extra: Any) -> None:
         record = target.custom["odistill"]
         record["stage"] = stage
@@ -541,7 +562,8 @@ class Registry:
         """The deployment stack: each deploy pushes a version; a rollback pops the bad one and
         replaces the one below with the version that republishes its files."""
         events = sorted((event["at"], version, event) for version, target in self._bundle_targets().items()
-                        for event in target.custom["odistill"]["history"] if event["stage"] == "deployed")
+                        for event in target.custom["odistill"]["history"]
+                        if event["stage"] == "deployed" and not event.get("note"))
         stack: list[int] = []
         for _, version, event in events:
             if "rollback_of" in event:

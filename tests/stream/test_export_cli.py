@@ -25,7 +25,7 @@ def test_export_from_a_runs_checkpoint_checks_parity_on_its_replay_frames(tmp_pa
     assert "onnx" in printed and "argmax agreement 1.00000" in printed
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["student"]["frames_trained_on"] == 20 and manifest["input"]["shape"] == [1, 32, 64, 3]
-    assert set(manifest["models"]) == {"onnx", "torchscript"} and (out / "student.onnx").is_file()
+    assert set(manifest["models"]) == {"onnx", "torchscript", "weights"} and (out / "student.onnx").is_file()
     assert manifest["parity"]["onnx"]["frames"] >= 1
 
 
