@@ -10,6 +10,8 @@
    each frame must come out (``frames_lost`` = frames in - frames out, target 0) and a swap must
    cost at most one frame time (``swap_ms_max`` against ``frame_ms``).
 4. ``vehicle_imports``: the heavy modules a fresh process running the runtime imported (target []).
+5. The registry: for a 1 MB and a 50 MB model, the time a vehicle takes to refresh the TUF
+   metadata, download and verify the bundle (a fresh vehicle), and to refresh when nothing changed.
 
 Last line: one JSON object with the figures.
 """
@@ -65,6 +67,37 @@ def vehicle_imports(bundle: Path) -> list[str]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def registry_times(out: Path, sizes_mb: tuple[int, ...] = (1, 50)) -> dict[str, dict[str, float]]:
+    """Seconds a vehicle spends on metadata refresh + download + verification of a bundle of each
+    size (median of 3 fresh vehicles), and on a refresh that finds nothing new."""
+    from stream.registry import Registry, fetch_deployed, new_key
+
+    new_key(out / "fleet.pem")
+    times = {}
+    for size in sizes_mb:
+        registry = Registry.init(out / f"registry-{size}mb", out / "fleet.pem")
+        bundle = out / f"bundle-{size}mb"
+        bundle.mkdir()
+        (bundle / "student.onnx").write_bytes(np.random.default_rng(size).bytes(size * 1024 * 1024))
+        (bundle / "manifest.json").write_text(json.dumps({"models": {"onnx": "student.onnx"}}))
+        registry.add_bundle(bundle)
+        registry.promote(1, "approved", "bench")
+        registry.promote(1, "deployed", "bench")
+        fresh, again = [], []
+        for repeat in range(3):
+            cache = out / f"vehicle-{size}-{repeat}"
+            started = time.perf_counter()
+            fetch_deployed(registry.folder, registry.root_path, cache)
+            fresh.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            fetch_deployed(registry.folder, registry.root_path, cache)
+            again.append(time.perf_counter() - started)
+        times[f"{size}mb"] = {"fetch_verify_s": statistics.median(fresh), "refresh_nothing_new_s": statistics.median(again)}
+        print(f"registry, {size} MB model: refresh + download + verify {statistics.median(fresh) * 1000:.0f} ms · "
+              f"a refresh with nothing new {statistics.median(again) * 1000:.0f} ms")
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=600)
@@ -118,11 +151,12 @@ def main() -> None:
     print(f"swaps under load: {summary['swaps']} swaps over {len(stream)} frames, {len(stream) - produced} frames lost, "
           f"longest swap {summary['swap_ms_max']:.3f} ms against a frame time of {frame_ms:.2f} ms")
     imports = vehicle_imports(v1)
+    registry = registry_times(out)
     print(f"modules a vehicle process imported of torch, ray, kornia, torchvision, tensorflow: {imports}")
     print(json.dumps({"frames": len(stream), "swaps": summary["swaps"], "frames_lost": len(stream) - produced,
                       "swap_ms_max": summary["swap_ms_max"], "frame_ms": frame_ms, "bare_ort_ms": bare_median,
                       "runtime_ms": runtime_median, "overhead_vs_ort": overhead, "vehicle_imports": imports,
-                      "rollbacks": summary["rollbacks"]}))
+                      "rollbacks": summary["rollbacks"], "registry": registry}))
 
 
 if __name__ == "__main__":

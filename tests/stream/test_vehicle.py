@@ -223,3 +223,31 @@ def test_the_vehicle_follows_the_registry_over_http_and_survives_it_going_away(t
     runtime.close()
     assert runtime.frames == 24 and runtime.version == 2
     assert any(e["kind"] == "fetch_failed" for e in runtime.events)
+
+
+def test_a_pickle_with_a_code_payload_is_never_loaded_as_weights_or_a_model(tmp_path, bundles):
+    """Weights are read as safetensors only and models by onnxruntime only: a pickle that would
+    run code when unpickled is refused, and its code never runs."""
+    import os
+    import pickle
+
+    from perception.student_nets import build_student_net
+    from perception.weights import CheckpointError, load_weights
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "student.safetensors"
+    evil.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_weights(build_student_net("default"), evil)
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (folder / "manifest.json").write_text((bundles["v1"] / "manifest.json").read_text())
+    (folder / "student.onnx").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(VehicleError, match="onnxruntime cannot load it"):
+        BundleModel(folder)
+    assert not marker.exists()
