@@ -430,25 +430,21 @@ class Registry:
     def _publish(self, signers: Mapping[str, CryptoSigner], what: str) -> None:
         """Bump, sign and write targets, then snapshot, then timestamp (the one a client reads first)."""
         now = self.clock()
-        targets = self._targets.signed
-        targets.version += 1
-        targets.expires = self.config.expiry("targets", now)
-        self._targets.sign(signers["targets"])
-        targets_bytes = self._targets.to_bytes()
+
+        def resign(metadata: Metadata, role: str) -> bytes:
+            metadata.signed.version += 1
+            metadata.signed.expires = self.config.expiry(role, now)
+            metadata.sign(signers[role])
+            return metadata.to_bytes()
+
+        targets, snapshot, timestamp = self._targets.signed, self._snapshot.signed, self._timestamp.signed
+        targets_bytes = resign(self._targets, "targets")
         _write(self.metadata / f"{targets.version}.targets.json", targets_bytes)
-        snapshot = self._snapshot.signed
         snapshot.meta["targets.json"] = MetaFile(targets.version, length=len(targets_bytes))
-        snapshot.version += 1
-        snapshot.expires = self.config.expiry("snapshot", now)
-        self._snapshot.sign(signers["snapshot"])
-        snapshot_bytes = self._snapshot.to_bytes()
+        snapshot_bytes = resign(self._snapshot, "snapshot")
         _write(self.metadata / f"{snapshot.version}.snapshot.json", snapshot_bytes)
-        timestamp = self._timestamp.signed
         timestamp.snapshot_meta = MetaFile(snapshot.version, length=len(snapshot_bytes))
-        timestamp.version += 1
-        timestamp.expires = self.config.expiry("timestamp", now)
-        self._timestamp.sign(signers["timestamp"])
-        _write(self.metadata / "timestamp.json", self._timestamp.to_bytes())
+        _write(self.metadata / "timestamp.json", resign(self._timestamp, "timestamp"))
         log.info("registry %s: %s (targets v%d, snapshot v%d, timestamp v%d)", self.folder, what,
                  targets.version, snapshot.version, timestamp.version)
 

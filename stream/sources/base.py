@@ -62,6 +62,18 @@ class IterateOnce:
             if forward is not None:
                 forward(sink)
 
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # type: ignore[attr-defined]
+
+    def __del__(self) -> None:
+        try:
+            self.close()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
+
     def _inner_sources(self) -> list[Any]:
         """The sources this one wraps (none for a log; its logs for a multi-log source)."""
         return []

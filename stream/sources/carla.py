@@ -410,18 +410,6 @@ class CarlaSource(IterateOnce):
         self._closed = True
         self._teardown()
 
-    def __enter__(self) -> "CarlaSource":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass
-
     # --- the server -------------------------------------------------------------------------
     def _call(self, what: str, call: Any) -> Any:
         """Run one call to the server; its RuntimeError (time-out, lost connection) becomes a

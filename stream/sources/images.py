@@ -157,18 +157,6 @@ class RecordedSource(IterateOnce):
             self._closed = True
             self._release()
 
-    def __enter__(self) -> "RecordedSource":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass
-
     # --- for subclasses -------------------------------------------------------------------
     def _frames(self) -> Iterator[Frame]:
         raise NotImplementedError
