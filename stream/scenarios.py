@@ -16,7 +16,7 @@ A file::
     closed_loop = false                # the student steers the ego (sim.control)
 
     [student]
-    weights = "default"                # default (the shipped student) | none (random) | a path
+    weights = "default"                # default (the shipped student) | none (random) | a weights file | a bundle folder
     learn = true                       # learn online, or stay frozen
 
     [world]                            # sim.world.SimConfig fields, but town and weather
@@ -61,6 +61,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tomllib
@@ -323,6 +324,16 @@ def _weights(reader: _Reader, value: Any, path: Path) -> str:
     weights = Path(value).expanduser()
     if not weights.is_absolute():
         weights = (path.parent / weights).resolve()
+    if weights.is_dir():  # a bundle (odistill export's folder): the PyTorch weights it carries
+        try:
+            name = json.loads((weights / "manifest.json").read_text()).get("models", {}).get("weights")
+        except (OSError, ValueError) as error:
+            raise reader.fail(("student", "weights"), f"student.weights: {weights} is a folder but not a bundle with a "
+                                                      f"readable manifest.json ({error})") from None
+        if not name:
+            raise reader.fail(("student", "weights"), f"student.weights: the bundle {weights} carries no PyTorch "
+                                                      f"weights (models.weights in its manifest)")
+        weights = weights / name
     if not weights.is_file():
         raise reader.fail(("student", "weights"), f"student.weights: no such file {weights}")
     return str(weights)

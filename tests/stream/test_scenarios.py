@@ -146,3 +146,17 @@ def test_the_shipped_suite_loads_and_covers_what_the_issue_asks():
     assert len({s.name for s in scenarios}) == len(scenarios)
     seeds = [seed for s in scenarios for seed in s.seeds]
     assert len(set(seeds)) == len(seeds), "each scenario its own worlds"
+
+
+def test_a_bundle_folder_names_its_weights(tmp_path):
+    import json
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "student.safetensors").write_bytes(b"x")
+    (bundle / "manifest.json").write_text(json.dumps({"models": {"onnx": "student.onnx", "weights": "student.safetensors"}}))
+    scenario = load_scenario(write(tmp_path, GOOD.replace('weights = "default"', 'weights = "bundle"')))
+    assert scenario.weights == str(bundle / "student.safetensors")
+    (bundle / "manifest.json").write_text(json.dumps({"models": {"onnx": "student.onnx"}}))
+    with pytest.raises(ScenarioError, match="carries no PyTorch weights"):
+        load_scenario(write(tmp_path, GOOD.replace('weights = "default"', 'weights = "bundle"')))
