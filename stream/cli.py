@@ -351,10 +351,8 @@ def cmd_vehicle(args: argparse.Namespace) -> int:
         if not args.root:
             raise SystemExit("odistill vehicle: --registry needs --root (the trusted root.json)")
         fetch = registry_fetcher(args.registry, args.root, args.cache)
-        first = fetch()
-        if first is None:
-            raise SystemExit(f"odistill vehicle: {args.registry} deploys no student yet")
-        runtime = VehicleRuntime(config, first, fetch=fetch)
+        runtime = VehicleRuntime(config, fetch.start(), fetch=fetch, on_refused=fetch.mark_refused,
+                                 on_healthy=fetch.mark_healthy)
     summary = drive(runtime, open_vehicle_source(args.source, args.frames, seed=args.seed), args.frames)
     print(f"vehicle: {summary['frames']} frames on v{summary['version']} · median {summary['frame_ms_median']:.1f} ms/frame · "
           f"{summary['swaps']} swaps (longest {summary['swap_ms_max']:.2f} ms) · {summary['rollbacks']} rollbacks")
@@ -380,8 +378,10 @@ def _registry_parsers(sub: Any) -> None:
     add.add_argument("folder")
     add.add_argument("bundle")
     add.add_argument("--reason", default="published")
-    for name, help_text in (("list", "every bundle: version, stage, time"), ("refresh", "re-sign the short-lived metadata")):
-        r_sub.add_parser(name, help=help_text).add_argument("folder")
+    r_sub.add_parser("list", help="every bundle: version, stage, time").add_argument("folder")
+    refresh = r_sub.add_parser("refresh", help="re-sign the short-lived metadata (schedule it daily)")
+    refresh.add_argument("folder")
+    refresh.add_argument("--root", action="store_true", help="also publish the next root version with a fresh expiry")
     show = r_sub.add_parser("show", help="one bundle: manifest summary, files, stage history")
     show.add_argument("folder")
     show.add_argument("version", type=int)
@@ -446,8 +446,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
         info = registry.rollback(args.reason)
         print(f"v{info.version} deployed: the files of v{info.republishes}")
     elif command == "refresh":
-        registry.refresh()
-        print(f"registry {args.folder}: metadata re-signed")
+        registry.refresh(root=args.root)
+        print(f"registry {args.folder}: metadata re-signed{' (and a new root version)' if args.root else ''}")
     return 0
 
 
@@ -497,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         command = {"vehicle": cmd_vehicle, "keys": cmd_keys, "registry": cmd_registry}[args.command]
         try:
             return command(args)
-        except (VehicleError, SourceError, RegistryError) as error:
+        except (VehicleError, SourceError, RegistryError) as error:  # (the runtime keeps its version on disk)
             print(f"odistill: error: {error}", file=sys.stderr)
             return 2
     from perception.device import DeviceError

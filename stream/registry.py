@@ -603,10 +603,24 @@ class Registry:
             self._publish(signers, f"rolled back version {bad}: version {version} republishes version {good}")
         return self.show(version)
 
-    def refresh(self) -> None:
+    def refresh(self, root: bool = False) -> None:
         """Re-sign targets, snapshot and timestamp with fresh expiry dates (run it more often than
-        ``timestamp_days``, or vehicles refuse the registry as frozen)."""
+        ``timestamp_days``, or vehicles refuse the registry as frozen). ``root=True`` also
+        publishes the next root version with a fresh expiry (before ``root_days`` run out; it
+        needs the root key): vehicles walk the chain from the root they hold."""
         with self._writing() as signers:
+            if root:
+                if "root" not in self._keys:
+                    raise RegistryError(f"{self.folder}: renewing the root needs the root key's path")
+                metadata = self._root
+                metadata.signed.version += 1
+                metadata.signed.expires = self.config.expiry("root", self.clock())
+                metadata.signatures.clear()
+                metadata.sign(_signer(self._keys["root"]))
+                root_bytes = metadata.to_bytes()
+                _write(self.metadata / f"{metadata.signed.version}.root.json", root_bytes)
+                _write(self.metadata / "root.json", root_bytes)
+                log.info("registry %s: root v%d until %s", self.folder, metadata.signed.version, metadata.signed.expires)
             self._publish(signers, "re-signed")
 
 
@@ -795,6 +809,14 @@ def _refusing(source: str | Path, step: str, holding: Deployed | None) -> Iterat
         raise RegistryError(f"{source}: {step} refused ({type(error).__name__}: {error}); {kept}") from error
 
 
+def _held_version(cache: Path) -> int | None:
+    """The version ``current.json`` names, even when its bundle is damaged; None before the first fetch."""
+    try:
+        return int(json.loads((cache / "current.json").read_text())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def current_deployed(cache_dir: str | Path, verify: bool = True) -> Deployed | None:
     """The version this vehicle holds (``cache_dir/current.json``), or None before the first fetch.
     ``verify`` re-hashes its model files against the manifest."""
@@ -836,7 +858,12 @@ def fetch_deployed(source: str | Path, trusted_root: str | Path, cache_dir: str 
     """
     config = config or RegistryConfig()
     cache = Path(cache_dir)
-    holding = current_deployed(cache, verify=False)
+    floor = _held_version(cache)  # never go below it, even when its files are damaged
+    try:
+        holding = current_deployed(cache, verify=False)
+    except RegistryError as error:  # a damaged bundle on disk: fetch the deployed one again
+        log.warning("%s; fetching the deployed bundle again", error)
+        holding = None
     base, fetcher = _base_url(source)
     try:
         bootstrap = Path(trusted_root).read_bytes()
@@ -854,6 +881,9 @@ def fetch_deployed(source: str | Path, trusted_root: str | Path, cache_dir: str 
             raise RegistryError(f"{source}: no version is deployed")
         pointer = json.loads(Path(updater.download_target(pointer_info, str(downloads / DEPLOYED_TARGET))).read_text())
         version, target_path = int(pointer["version"]), str(pointer["target"])
+        if target_path != f"bundle-{version}.tar.gz":  # a target name becomes a local file name: no other shape
+            raise RegistryError(f"{source}: deployed.json names target {target_path!r} for version {version}; "
+                                f"expected 'bundle-{version}.tar.gz'")
         info = updater.get_targetinfo(target_path)
         record = ((info.custom or {}) if info is not None else {}).get("odistill", {})
         if info is None or record.get("version") != version or record.get("stage") != "deployed":
@@ -867,6 +897,10 @@ def fetch_deployed(source: str | Path, trusted_root: str | Path, cache_dir: str 
                 return holding
             except RegistryError as error:
                 log.warning("%s; fetching version %d again", error, version)
+    if floor is not None and version < floor:
+        raise RegistryError(f"{source}: the deployed version {version} is older than version {floor} this vehicle "
+                            f"holds; keeping version {floor}")
+    if holding is not None:
         if version < holding.version:
             raise RegistryError(f"{source}: the deployed version {version} is older than version "
                                 f"{holding.version} this vehicle holds; keeping version {holding.version}")

@@ -149,8 +149,11 @@ class VehicleRuntime:
     recorded as ``fetch_failed`` events.
     """
 
-    def __init__(self, config: VehicleConfig, model: Model, fetch: Callable[[], Model | None] | None = None) -> None:
+    def __init__(self, config: VehicleConfig, model: Model, fetch: Callable[[], Model | None] | None = None,
+                 on_refused: Callable[[int], None] | None = None, on_healthy: Callable[[int], None] | None = None) -> None:
         self.config = config
+        self.on_refused = on_refused  # told of each version rolled back (a fetcher keeps it refused across restarts)
+        self.on_healthy = on_healthy  # told of each version that passed its watch (the one to start with next time)
         self.current = model
         self.previous: Model | None = None
         self.fetch = fetch
@@ -165,6 +168,8 @@ class VehicleRuntime:
         self.watch: deque[tuple[float, float]] = deque()  # (ms, confidence) of the frames since the last swap
         self.frame_ms: list[float] = []
         self.swap_ms: list[float] = []
+        self.clean_frames = 0  # frames in a row the current version ran with finite logits
+        self.reported_healthy: int | None = None  # the version last reported to on_healthy
 
     @property
     def version(self) -> int:
@@ -197,7 +202,9 @@ class VehicleRuntime:
             model, self.pending = self.pending, None
         if model is None or model.version in self.refused or model.version == self.current.version:
             return
-        self.previous, self.current = self.current, model
+        if self.previous is None:  # the version running passed its watch: it is the one to come back to
+            self.previous = self.current
+        self.current = model  # (a version replaced during its own watch is dropped; the last good one stays)
         self.watch.clear()
         self.swaps += 1
         self.swap_ms.append((time.perf_counter() - started) * 1000)
@@ -208,6 +215,8 @@ class VehicleRuntime:
     def _rollback(self, reason: str) -> None:
         bad = self.current
         self.refused.add(bad.version)
+        if self.on_refused is not None:
+            self.on_refused(bad.version)
         self.current, self.previous = self.previous, None
         self.watch.clear()
         self.rollbacks += 1
@@ -228,6 +237,9 @@ class VehicleRuntime:
         if confidence < self.config.min_confidence:
             return f"confidence collapsed: mean top probability {confidence:.3f} < {self.config.min_confidence:g}"
         self.previous = None  # watched long enough: healthy
+        if self.on_healthy is not None:
+            self.reported_healthy = self.current.version
+            self.on_healthy(self.current.version)
         return None
 
     def step(self, image: np.ndarray) -> np.ndarray:
@@ -237,13 +249,28 @@ class VehicleRuntime:
         if self.fetch is not None and self.config.poll_every and self.frames % self.config.poll_every == 0:
             self._poll()
         started = time.perf_counter()
-        logits, labels = self.current.run(image)
+        try:
+            logits, labels = self.current.run(image)
+        except Exception as error:  # a version under watch that fails outright is rolled back like a sick one
+            if self.previous is None:
+                raise
+            self._rollback(f"failed: {type(error).__name__}: {error}")
+            logits, labels = self.current.run(image)
+            self.frame_ms.append((time.perf_counter() - started) * 1000)
+            self.frames += 1
+            return labels[0]
         ms = (time.perf_counter() - started) * 1000
         if self.previous is not None:  # a version under watch
             reason = self._unhealthy(logits, ms)
             if reason is not None:
                 self._rollback(reason)
                 logits, labels = self.current.run(image)  # this frame too, from the version rolled back to
+        else:  # the version started with has nothing to go back to; it still proves itself for a next start
+            self.clean_frames = self.clean_frames + 1 if np.isfinite(logits).all() else 0
+            if (self.clean_frames >= self.config.watch_frames and self.on_healthy is not None
+                    and self.reported_healthy != self.current.version):
+                self.reported_healthy = self.current.version
+                self.on_healthy(self.current.version)
         self.frame_ms.append(ms)
         self.frames += 1
         return labels[0]
@@ -286,23 +313,78 @@ def drive(runtime: VehicleRuntime, source: Any, frames: int) -> dict[str, Any]:
     return runtime.summary()
 
 
-def registry_fetcher(registry: str | Path, trusted_root: str | Path, cache_dir: str | Path,
-                     threads: int = 1) -> Callable[[], BundleModel | None]:
-    """A fetcher for :class:`VehicleRuntime`: refresh the registry's TUF metadata, download and
-    verify the deployed bundle (:func:`stream.registry.fetch_deployed`) and load it; None when
-    the deployed version is the one loaded last. A refused or unreachable registry raises
-    (the runtime records it and keeps its version)."""
-    from stream.registry import fetch_deployed
+class RegistryFetcher:
+    """The vehicle's side of the registry, for :class:`VehicleRuntime`: each call refreshes the
+    TUF metadata, downloads and verifies the deployed bundle (:func:`stream.registry.fetch_deployed`)
+    and loads and warms it up; None when it is the version loaded last or one this vehicle rolled
+    back. ``CACHE/vehicle.json`` keeps, across restarts, the versions rolled back and the last
+    version that passed its watch (:meth:`start` begins with that one, so a freshly deployed
+    version is always watched with a healthy one to go back to)."""
 
-    loaded: dict[str, int | None] = {"version": None}
+    def __init__(self, registry: str | Path, trusted_root: str | Path, cache_dir: str | Path, threads: int = 1) -> None:
+        self.registry, self.trusted_root, self.cache = registry, trusted_root, Path(cache_dir)
+        self.threads = threads
+        self.state_path = self.cache / "vehicle.json"
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            state = {}
+        self.refused: set[int] = {int(v) for v in state.get("refused", [])}
+        self.good: int | None = state.get("good")
+        self.loaded: int | None = None
 
-    def fetch() -> BundleModel | None:
-        deployed = fetch_deployed(registry, trusted_root, cache_dir)
-        if deployed.version == loaded["version"]:
-            return None
-        model = BundleModel(deployed.path, version=deployed.version, threads=threads)
-        model.run(np.zeros(model.shape, np.uint8))  # warm up here, in the background, not on a frame
-        loaded["version"] = deployed.version
+    def _save(self) -> None:
+        self.cache.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"refused": sorted(self.refused), "good": self.good}))
+        temporary.replace(self.state_path)
+
+    def mark_refused(self, version: int) -> None:
+        self.refused.add(int(version))
+        self._save()
+
+    def mark_healthy(self, version: int) -> None:
+        self.good = int(version)
+        self._save()
+
+    def _load(self, folder: Path, version: int) -> BundleModel:
+        model = BundleModel(folder, version=version, threads=self.threads)
+        model.run(np.zeros(model.shape, np.uint8))  # warm up here, off the frame path
+        self.loaded = version
         return model
 
-    return fetch
+    def __call__(self) -> BundleModel | None:
+        from stream.registry import fetch_deployed
+
+        deployed = fetch_deployed(self.registry, self.trusted_root, self.cache)
+        if deployed.version == self.loaded or deployed.version in self.refused:
+            return None
+        return self._load(deployed.path, deployed.version)
+
+    def start(self) -> BundleModel:
+        """The model to start driving with: the last version that passed its watch when its
+        bundle is on disk; else the deployed one (fetched now, or the verified one held when
+        the registry cannot be reached)."""
+        from stream.registry import RegistryError, current_deployed
+
+        good = self.cache / "bundles" / str(self.good)
+        if self.good is not None and (good / "manifest.json").is_file():
+            return self._load(good, self.good)
+        try:
+            model = self()
+        except RegistryError as error:
+            held = current_deployed(self.cache, verify=True)
+            if held is None:
+                raise
+            log.warning("%s: starting with the version held, %d", error, held.version)
+            return self._load(held.path, held.version)
+        if model is None:
+            raise VehicleError(f"{self.registry}: the deployed version was rolled back on this vehicle and no healthy "
+                               f"version is on disk")
+        return model
+
+
+def registry_fetcher(registry: str | Path, trusted_root: str | Path, cache_dir: str | Path,
+                     threads: int = 1) -> RegistryFetcher:
+    """A :class:`RegistryFetcher` (kept for callers that want the plain callable)."""
+    return RegistryFetcher(registry, trusted_root, cache_dir, threads)

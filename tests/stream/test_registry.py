@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from securesystemslib.signer import CryptoSigner
-from tuf.api.metadata import Metadata
+from tuf.api.metadata import Metadata, TargetFile
 
 from stream.registry import (Registry, RegistryConfig, RegistryError, current_deployed, fetch_deployed, new_key,
                              safe_extract)
@@ -315,3 +315,45 @@ def test_safe_extract_unpacks_a_plain_archive_and_refuses_a_truncated_one(tmp_pa
     with pytest.raises(RegistryError, match="cut.tar.gz: not a readable tar archive"):
         safe_extract(cut, tmp_path / "out2")
     assert os.path.exists(archive)
+
+
+def test_an_expiring_root_is_renewed_along_the_chain_the_vehicle_holds(tmp_path, key):
+    folder = tmp_path / "registry"
+    a_year_ago = lambda: datetime.now(timezone.utc) - timedelta(days=366)  # noqa: E731
+    registry = Registry.init(folder, key, clock=a_year_ago)  # its root expired yesterday
+    registry.add_bundle(make_bundle(tmp_path / "b1", b"one"), stage="approved")
+    Registry(folder).promote(1, "deployed", "first")
+    with pytest.raises(RegistryError, match="root.json is expired"):
+        fetch_deployed(folder, registry.root_path, tmp_path / "car")
+    Registry(folder).refresh(root=True)
+    assert fetch_deployed(folder, registry.root_path, tmp_path / "car").version == 1
+    assert (folder / "metadata" / "2.root.json").is_file()
+
+
+def test_a_deployed_pointer_naming_another_file_is_refused(tmp_path, registry, monkeypatch):
+    registry.add_bundle(make_bundle(tmp_path / "b1", b"one"), stage="approved")
+    original = Registry._point_to
+
+    def sneaky(self, version):
+        original(self, version)
+        data = (json.dumps({"version": version, "target": "../../escaped.tar.gz"}) + "\n").encode()
+        target = TargetFile.from_data("deployed.json", data, ["sha256"])
+        (self.targets_dir / f"{target.hashes['sha256']}.deployed.json").write_bytes(data)
+        self._targets.signed.targets["deployed.json"] = target
+
+    monkeypatch.setattr(Registry, "_point_to", sneaky)
+    registry.promote(1, "deployed", "signed, but pointing outside the cache")
+    with pytest.raises(RegistryError, match="names target '../../escaped.tar.gz' for version 1"):
+        fetch_deployed(registry.folder, registry.root_path, tmp_path / "car")
+    assert not (tmp_path / "escaped.tar.gz").exists()
+
+
+def test_a_damaged_held_bundle_does_not_block_the_next_update(tmp_path, registry):
+    registry.add_bundle(make_bundle(tmp_path / "b1", b"one"), stage="approved")
+    registry.add_bundle(make_bundle(tmp_path / "b2", b"two"), stage="approved")
+    registry.promote(1, "deployed", "first")
+    car = tmp_path / "car"
+    held = fetch_deployed(registry.folder, registry.root_path, car)
+    (held.path / "manifest.json").unlink()  # a power cut, a bad disk
+    registry.promote(2, "deployed", "second")
+    assert fetch_deployed(registry.folder, registry.root_path, car).version == 2

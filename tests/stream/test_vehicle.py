@@ -251,3 +251,62 @@ def test_a_pickle_with_a_code_payload_is_never_loaded_as_weights_or_a_model(tmp_
     with pytest.raises(VehicleError, match="onnxruntime cannot load it"):
         BundleModel(folder)
     assert not marker.exists()
+
+
+def test_a_swap_during_a_watch_keeps_the_last_healthy_version_to_go_back_to(bundles):
+    good, fresh, broken = BundleModel(bundles["v1"]), BundleModel(bundles["v2"]), BundleModel(bundles["nan"])
+    runtime = VehicleRuntime(VehicleConfig(poll_every=0, watch_frames=5), good)
+    runtime.offer(fresh)
+    runtime.step(image(0))  # v2 under watch
+    runtime.offer(broken)
+    runtime.step(image(1))  # v3 replaces v2 before v2's watch ended: NaN, rolled back
+    assert runtime.version == 1 and runtime.rollbacks == 1, runtime.events
+
+
+def test_a_watched_version_that_fails_outright_is_rolled_back(bundles, tmp_path):
+    other = tmp_path / "other_size"
+    bundle(other, 9, version=9)  # 64x32 graph...
+    manifest = json.loads((other / "manifest.json").read_text())
+    good = BundleModel(bundles["v1"])
+
+    class Failing(BundleModel):
+        def run(self, frame):
+            raise VehicleError("bundle v9 takes (16, 32, 3) uint8 frames, got (32, 64, 3) uint8")
+
+    runtime = VehicleRuntime(VehicleConfig(poll_every=0), good)
+    runtime.offer(Failing(other, version=manifest["version"]))
+    labels = runtime.step(image(0))
+    assert runtime.version == 1 and "failed: VehicleError" in runtime.events[-1]["reason"]
+    assert np.array_equal(labels, good.run(image(0))[1][0])
+
+
+def test_a_restarted_vehicle_starts_from_its_last_healthy_version_and_keeps_refusals(tmp_path, bundles):
+    from stream.registry import Registry, new_key
+    from stream.vehicle import RegistryFetcher
+
+    new_key(tmp_path / "fleet.pem")
+    registry = Registry.init(tmp_path / "registry", tmp_path / "fleet.pem")
+    for name in ("v1", "nan"):
+        registry.add_bundle(bundles[name], stage="approved")
+    registry.promote(1, "deployed", "fleet")
+    fetch = RegistryFetcher(registry.folder, registry.root_path, tmp_path / "car")
+    runtime = VehicleRuntime(VehicleConfig(poll_every=1, watch_frames=2), fetch.start(), fetch=fetch,
+                             on_refused=fetch.mark_refused, on_healthy=fetch.mark_healthy)
+
+    def drive_frames(n):
+        for i in range(n):
+            runtime.step(image(i))
+            if runtime.poller is not None:
+                runtime.poller.join()
+
+    drive_frames(3)  # v1 runs its first 2 frames clean: remembered as healthy
+    assert fetch.good == 1
+    registry.promote(2, "deployed", "a bad one")
+    drive_frames(3)
+    assert runtime.version == 1 and runtime.refused == {2}
+    again = RegistryFetcher(registry.folder, registry.root_path, tmp_path / "car")  # the car restarts
+    assert again.refused == {2} and again.start().version == 1 and again() is None
+    other_car = tmp_path / "other_car"
+    assert RegistryFetcher(registry.folder, registry.root_path, other_car).start().version == 2
+    unreachable = RegistryFetcher(tmp_path / "gone", registry.root_path, other_car)  # the registry cannot be reached
+    assert unreachable.start().version == 2  # it starts with the verified bundle it holds
