@@ -265,10 +265,10 @@ class VehicleRuntime:
             if reason is not None:
                 self._rollback(reason)
                 logits, labels = self.current.run(image)  # this frame too, from the version rolled back to
-        else:  # the version started with has nothing to go back to; it still proves itself for a next start
+        elif self.on_healthy is not None and self.reported_healthy != self.current.version:
+            # the version started with has nothing to go back to; it still proves itself for the next start
             self.clean_frames = self.clean_frames + 1 if np.isfinite(logits).all() else 0
-            if (self.clean_frames >= self.config.watch_frames and self.on_healthy is not None
-                    and self.reported_healthy != self.current.version):
+            if self.clean_frames >= self.config.watch_frames:
                 self.reported_healthy = self.current.version
                 self.on_healthy(self.current.version)
         self.frame_ms.append(ms)
