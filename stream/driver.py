@@ -368,11 +368,7 @@ class Driver:
             session.on_frame(header)
             self.sent[header.index] = _Sent(pack, 0, truths)
             self._submit(pack, truths, [header.index], [0])
-            _, results_ref, windows_ref = self.in_flight.popleft()
-            results = placement.get(results_ref)
-            self._count(results, windows_ref)
-            self.bar.update(len(results))
-            prediction = results[-1].prediction
+            prediction = self._finish_oldest()[-1].prediction
             if prediction is None:
                 raise RuntimeError("run.closed_loop: the learner part sent no prediction to steer by")
             placement.get(placement.call("ingest", "steer", header.index, prediction))
@@ -391,13 +387,15 @@ class Driver:
         windows = self.placement.call("evaluator", "update", truths, outputs)
         self.in_flight.append((indices, results, windows))
 
-    def _finish_oldest(self) -> None:
-        """Count the oldest learner call's results (raises LearnerGone if the learner died first)."""
+    def _finish_oldest(self) -> list[StepResult]:
+        """Count the oldest learner call's results and return them (raises LearnerGone if the
+        learner died first)."""
         _, results_ref, windows_ref = self.in_flight[0]
         results = self.placement.get(results_ref)
         self.in_flight.popleft()
         self._count(results, windows_ref)
         self.bar.update(len(results))
+        return results
 
     def _count(self, results: list[StepResult], windows_ref: Any) -> None:
         for result in results:
