@@ -271,25 +271,23 @@ class StreamLearner:
                                 "those frames are distilled from logits only", item.frame.index)
                     self.warned_features = True
                 steps = None if stop_at is None else self.scheduler.config.max_updates
-                if self.config.frozen:  # a robustness frame's labels: scored, never learned from
-                    result.outputs.append(LearnerOutput(item.frame.index, item.prediction, teacher_labels, robust=record,
-                                                        student_depth=item.depth, teacher_depth=teacher_depth))
-                    continue
-                if self.config.settled_agreement > 0 and pixel >= self.config.settled_agreement:
-                    steps = 0  # the student already predicts this frame as the teacher does: stored, not stepped on
-                    self.settled_frames += 1
-                metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime,
-                                             catch_up=self.scheduler.trailing, views=output.views,
-                                             steps=steps,
-                                             stop=None if stop_at is None else stop, depth=teacher_depth,
-                                             features=features)
-                if self.scheduler.wants_after:  # the agreement after learning (jitnet: after its last update)
-                    done = stop_at is not None and reached[-1] >= stop_at  # else: measured before its last update
-                    self.scheduler.on_learned(reached[-1] if done else self._agreement_now(item.frame.image, teacher_labels))
-                self._maybe_log_rate(item.frame.index, result)
-                result.losses.append(metrics["loss"])
-                if self.sync_every and self.learner.steps - self.synced_at >= self.sync_every:
-                    self._sync_student()
+                if not self.config.frozen:  # a frozen learner's labels (robustness frames) are scored, never learned from
+                    if self.config.settled_agreement > 0 and pixel >= self.config.settled_agreement:
+                        steps = 0  # the student already predicts this frame as the teacher does: stored, not stepped on
+                        self.settled_frames += 1
+                    metrics = self.learner.learn(item.frame.image, teacher_labels, output.logits[0], self.regime,
+                                                 catch_up=self.scheduler.trailing, views=output.views,
+                                                 steps=steps,
+                                                 stop=None if stop_at is None else stop, depth=teacher_depth,
+                                                 features=features)
+                    if self.scheduler.wants_after:  # the agreement after learning (jitnet: after its last update)
+                        done = stop_at is not None and reached[-1] >= stop_at  # else: measured before its last update
+                        after = reached[-1] if done else self._agreement_now(item.frame.image, teacher_labels)
+                        self.scheduler.on_learned(after)
+                    self._maybe_log_rate(item.frame.index, result)
+                    result.losses.append(metrics["loss"])
+                    if self.sync_every and self.learner.steps - self.synced_at >= self.sync_every:
+                        self._sync_student()
             result.outputs.append(LearnerOutput(item.frame.index, item.prediction, teacher_labels, robust=record,
                                                 student_depth=item.depth, teacher_depth=teacher_depth))
 
