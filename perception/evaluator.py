@@ -358,16 +358,17 @@ class StreamingEvaluator:
         >>> import numpy as np
         >>> ev = StreamingEvaluator(EvaluatorConfig(num_classes=3, window=2))
         >>> gt = np.array([[0, 1, 2, 255]], np.uint8)
-        >>> ev.update("clear", gt, ground_truth=gt, teacher=None)
+        >>> ev.update("clear", gt, ground_truth=gt, teacher=None).tolist()  # this frame's student vs ground truth
+        [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]
         >>> ev.window_metrics() is None
         True
-        >>> ev.update("fog", np.array([[0, 1, 1, 1]], np.uint8), ground_truth=gt, teacher=gt)
+        >>> _ = ev.update("fog", np.array([[0, 1, 1, 1]], np.uint8), ground_truth=gt, teacher=gt)
         >>> m = ev.window_metrics()
         >>> m["frames"], m["teacher_frames"], round(m["student_miou"], 4), m["teacher_miou"]
         (2, 1, 0.7222, 1.0)
         >>> ev.summary()["per_domain"]["fog"]["student_pixel_acc"]
         0.6666666666666666
-        >>> ev.update("fog", gt, ground_truth=gt)  # a last window of 1 frame, closed at the end
+        >>> _ = ev.update("fog", gt, ground_truth=gt)  # a last window of 1 frame, closed at the end
         >>> ev.window_metrics() is None, ev.window_metrics(final=True)["frames"], ev.last_domain
         (True, 1, 'fog')
     """
@@ -397,11 +398,12 @@ class StreamingEvaluator:
         student: np.ndarray,
         ground_truth: np.ndarray | None = None,
         teacher: np.ndarray | None = None,
-    ) -> None:
-        """Count one frame.
+    ) -> np.ndarray:
+        """Count one frame; returns its student-against-ground-truth confusion (zeros without
+        ground truth), for a caller that keeps its own tallies.
 
         Shape:
-            student (H, W) uint8; ground_truth, teacher (H, W) uint8 or None
+            student (H, W) uint8; ground_truth, teacher (H, W) uint8 or None -> (C, C + 1) int64
         """
         if not isinstance(domain, str) or not domain:
             raise ValueError(f"domain must be a non-empty str, got {domain!r}")
@@ -428,6 +430,7 @@ class StreamingEvaluator:
             logger.debug("evaluator: new domain %r", domain)
         scope.add(cm, counts)
         self._last_domain = domain
+        return cm[0]
 
     def frame_counts(self) -> dict[str, int]:
         """Overall ``frames``, ``gt_frames`` (with ground truth) and ``teacher_frames`` so far."""

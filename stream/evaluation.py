@@ -117,15 +117,21 @@ class VisitScores:
         make the visits; ``index`` is the frame's, else the count of frames so far)."""
         from perception.evaluator import confusion_update
 
+        matrix = np.zeros((self.num_classes, self.num_classes + 1), np.int64)  # (C, C + 1)
+        if label is not None:
+            confusion_update(matrix, label, student, self.ignore_index)
+        self.add(domain, matrix, index)
+
+    def add(self, domain: str, matrix: np.ndarray, index: int | None = None) -> None:
+        """Count one frame given its confusion (C, C + 1) of the prediction against the ground
+        truth (all zeros for a frame without ground truth): :meth:`update`'s work when the
+        caller has the matrix already (the stream's evaluator computes it for its own tallies)."""
         if not self.visits or self.visits[-1]["domain"] != domain:
             self._close()
             self.visits.append({"domain": domain, "start": self.frames if index is None else index, "frames": 0})
             shape = (self.num_classes, self.num_classes + 1)
             self.head, self.whole = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
             self.tail.clear()
-        matrix = np.zeros((self.num_classes, self.num_classes + 1), np.int64)  # (C, C + 1)
-        if label is not None:
-            confusion_update(matrix, label, student, self.ignore_index)
         visit = self.visits[-1]
         if visit["frames"] < self.edge:
             self.head += matrix
@@ -196,8 +202,9 @@ class FrameEvaluator:
                 raise ValueError(f"FrameEvaluator: the learner finalised frame {output.index}, "
                                  f"whose ground truth record never arrived")
             self.last_index = output.index
-            self.evaluator.update(truth.domain, self.mapper(output.student), truth.label, self.mapper(output.teacher))
-            self.visits.update(truth.domain, self.mapper(output.student), truth.label, output.index)
+            student = self.evaluator.update(truth.domain, self.mapper(output.student), truth.label,
+                                            self.mapper(output.teacher))  # (C, C + 1) against the ground truth
+            self.visits.add(truth.domain, student, output.index)
             if output.robust is not None:
                 labels = {name: self.mapper(view) for name, view in output.robust.labels.items()}
                 self.robust.update(truth.domain, labels, output.robust.transforms, self.mapper(output.student),

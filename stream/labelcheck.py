@@ -15,7 +15,7 @@ Example:
     >>> evaluator = StreamingEvaluator(EvaluatorConfig(num_classes=11))
     >>> camvid_road, canonical_road = np.full((4, 4), 3, np.uint8), np.zeros((4, 4), np.uint8)
     >>> for _ in range(3):
-    ...     evaluator.update("log", camvid_road, ground_truth=canonical_road, teacher=camvid_road)
+    ...     _ = evaluator.update("log", camvid_road, ground_truth=canonical_road, teacher=camvid_road)
     >>> guard = LabelGuard("camvid", "images:log/frames?label_map=camvid", min_frames=3)
     >>> print(guard.check(evaluator))  # doctest: +ELLIPSIS
     LABELS DO NOT FIT: after 3 labelled frames the teacher agrees with the ground truth on 0.0% ...
