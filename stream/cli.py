@@ -346,11 +346,11 @@ def cmd_vehicle(args: argparse.Namespace) -> int:
     if args.bundle:
         runtime = VehicleRuntime(config, BundleModel(args.bundle))
     else:
-        from stream.vehicle import registry_fetcher
+        from stream.vehicle import RegistryFetcher
 
         if not args.root:
             raise SystemExit("odistill vehicle: --registry needs --root (the trusted root.json)")
-        fetch = registry_fetcher(args.registry, args.root, args.cache)
+        fetch = RegistryFetcher(args.registry, args.root, args.cache)
         runtime = VehicleRuntime(config, fetch.start(), fetch=fetch, on_refused=fetch.mark_refused,
                                  on_healthy=fetch.mark_healthy)
     summary = drive(runtime, open_vehicle_source(args.source, args.frames, seed=args.seed), args.frames)

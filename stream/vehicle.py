@@ -382,9 +382,3 @@ class RegistryFetcher:
             raise VehicleError(f"{self.registry}: the deployed version was rolled back on this vehicle and no healthy "
                                f"version is on disk")
         return model
-
-
-def registry_fetcher(registry: str | Path, trusted_root: str | Path, cache_dir: str | Path,
-                     threads: int = 1) -> RegistryFetcher:
-    """A :class:`RegistryFetcher` (kept for callers that want the plain callable)."""
-    return RegistryFetcher(registry, trusted_root, cache_dir, threads)

@@ -189,7 +189,7 @@ def test_the_vehicle_follows_the_registry_over_http_and_survives_it_going_away(t
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     from stream.registry import Registry, new_key
-    from stream.vehicle import registry_fetcher
+    from stream.vehicle import RegistryFetcher
 
     new_key(tmp_path / "fleet.pem")
     registry = Registry.init(tmp_path / "registry", tmp_path / "fleet.pem")
@@ -202,7 +202,7 @@ def test_the_vehicle_follows_the_registry_over_http_and_survives_it_going_away(t
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    fetch = registry_fetcher(url, registry.root_path, tmp_path / "vehicle")
+    fetch = RegistryFetcher(url, registry.root_path, tmp_path / "vehicle")
     runtime = VehicleRuntime(VehicleConfig(poll_every=4), fetch(), fetch=fetch)
     assert runtime.version == 1
 
