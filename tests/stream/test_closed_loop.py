@@ -15,7 +15,6 @@ import torch
 from learners.records import LearnerOutput, Observation
 from learners.stream_learner import LocalTeacherClient
 from perception.evaluator import EvaluatorConfig
-from perception.teacher import TeacherOutput
 from sim.control import LaneKeeperConfig
 from sim.world import CameraImage, SimConfig, Transform
 from stream.config import ConfigError, load_config
@@ -26,6 +25,8 @@ from stream.local import run_local
 from stream.parts import LearnerPart
 from stream.sources.base import SourceError
 from stream.sources.sim import SimSource, _image_of
+
+from flat_teacher import FlatTeacher
 
 CFG = SimConfig(width=64, height=32)
 SKY = 10
@@ -246,25 +247,6 @@ def test_an_open_loop_run_has_one_visit_per_domain_run_and_no_driving(tmp_path):
 
 
 # ---- the learner part: predictions kept only in closed loop; a frozen learner --------------------------
-class FlatTeacher:
-    """Labels every pixel 'road' (0), logits on the 1/4 grid; counts its calls."""
-
-    name, device, params = "flat", "cpu", 1
-
-    def __init__(self):
-        self.calls = 0
-
-    def label(self, images: np.ndarray) -> TeacherOutput:
-        self.calls += 1
-        batch, height, width = images.shape[:3]
-        logits = np.zeros((batch, 19, height // 4, width // 4), np.float32)
-        logits[:, 0] = 4.0
-        return TeacherOutput(np.zeros((batch, height, width), np.uint8), logits)
-
-    def macs(self, height: int, width: int) -> int:
-        return 0
-
-
 LEARNER = ["sim.width=64", "sim.height=32", "learner.teacher_latency=1", "scheduler.initial_rate=1.0",
            "scheduler.min_rate=1.0", "scheduler.max_rate=1.0", "online.steps_per_label=1", "online.batch_size=2",
            "online.crop=[0,0]"]

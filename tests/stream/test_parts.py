@@ -7,29 +7,11 @@ import pytest
 
 from learners.records import LearnerOutput, Observation
 from learners.stream_learner import LocalTeacherClient
-from perception.teacher import TeacherOutput
 from stream.config import load_config
 from stream.framering import FrameRing, RingFrame
 from stream.parts import LearnerPart, TeacherPart
 
-
-class FlatTeacher:
-    """Labels every pixel 'road' (0); logits on the 1/4 grid."""
-
-    name, device, params = "flat", "cpu", 1
-
-    def __init__(self):
-        self.seen: list[int] = []
-
-    def label(self, images: np.ndarray) -> TeacherOutput:
-        self.seen.append(int(images[0, 0, 0, 0]))
-        batch, height, width = images.shape[:3]
-        logits = np.zeros((batch, 19, height // 4, width // 4), np.float32)
-        logits[:, 0] = 4.0
-        return TeacherOutput(np.zeros((batch, height, width), np.uint8), logits)
-
-    def macs(self, height: int, width: int) -> int:
-        return 0
+from flat_teacher import FlatTeacher
 
 
 CONFIG = ["sim.width=64", "sim.height=32", "learner.teacher_latency=2", "scheduler.initial_rate=1.0",
